@@ -1,0 +1,40 @@
+"""envpack: ship exactly the Python environment a processor needs to remote workers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from envpack.errors import AnalysisError, BuildError, EnvpackError, SpecError, UsageError
+from envpack.spec import Spec
+
+if TYPE_CHECKING:
+    from envpack.analyzer.api import analyze
+    from envpack.build import Environment, build
+
+__all__ = [
+    "AnalysisError",
+    "BuildError",
+    "Environment",
+    "EnvpackError",
+    "Spec",
+    "SpecError",
+    "UsageError",
+    "analyze",
+    "build",
+]
+
+_LAZY = {
+    "analyze": "envpack.analyzer.api",
+    "build": "envpack.build",
+    "Environment": "envpack.build",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # analyze and build pull in pyelftools and lief; load them on first use only.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,1 @@
+"""Static analysis: what a processor imports, which distributions and native libraries that means."""
