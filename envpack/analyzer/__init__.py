@@ -1,1 +1,1 @@
-"""Static analysis: what a processor imports, which distributions and native libraries that means."""
+"""Static analysis: what a processor imports, and which distributions and libraries that means."""

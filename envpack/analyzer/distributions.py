@@ -1,0 +1,199 @@
+"""Which installed distribution owns each module file, and what each one declares.
+
+The import graph decides what ships; this module only answers "whose file is this?" (from RECORD,
+the exact owner, so ``yaml`` -> PyYAML and the portions of a namespace package split over several
+distributions each find their own) and "what did a shipped distribution ask for that we left out,
+and why" (``Requires-Dist`` with markers evaluated for the target interpreter).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import importlib_metadata
+from packaging.markers import Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from envpack.spec import Interpreter, LeftOut
+
+
+@dataclass(frozen=True)
+class InstalledDist:
+    """One distribution as installed on the target's sys.path."""
+
+    name: str
+    version: str
+    location: str  # the sys.path entry holding its .dist-info
+    files: tuple[str, ...]  # existing files, relative to location, sorted
+    size: int
+    requires: tuple[str, ...]  # raw Requires-Dist lines
+    editable_roots: tuple[str, ...]  # source trees of an editable install (from direct_url/.pth)
+    top_level: tuple[str, ...]  # top-level import names its files provide
+
+    @property
+    def key(self) -> str:
+        return canonicalize_name(self.name)
+
+
+class DistIndex:
+    """Every distribution installed on a list of sys.path entries, with a file -> owner map."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._by_name: dict[str, InstalledDist] = {}
+        self._owner: dict[str, InstalledDist] = {}
+        self._editable: list[tuple[str, InstalledDist]] = []
+        for dist in importlib_metadata.Distribution.discover(path=list(paths)):
+            installed = _read(dist)
+            if installed is None or installed.key in self._by_name:
+                continue  # an earlier sys.path entry shadows later copies, as at import time
+            self._by_name[installed.key] = installed
+            for rel in installed.files:
+                self._owner.setdefault(_norm(os.path.join(installed.location, rel)), installed)
+            for root in installed.editable_roots:
+                self._editable.append((_norm(root) + os.sep, installed))
+
+    def __iter__(self) -> Iterable[InstalledDist]:
+        return iter(sorted(self._by_name.values(), key=lambda d: d.key))
+
+    def get(self, name: str) -> InstalledDist | None:
+        return self._by_name.get(canonicalize_name(name))
+
+    def owner(self, path: str | os.PathLike[str]) -> InstalledDist | None:
+        """The distribution whose RECORD lists ``path``, or whose editable tree holds it."""
+        key = _norm(path)
+        found = self._owner.get(key)
+        if found is not None:
+            return found
+        return next((d for root, d in self._editable if key.startswith(root)), None)
+
+    def modules_of(self, name: str) -> tuple[str, ...]:
+        """Top-level import names a distribution provides (for --include-lazy DIST, hints)."""
+        dist = self.get(name)
+        return dist.top_level if dist else ()
+
+
+def _norm(path: str | os.PathLike[str]) -> str:
+    return os.path.realpath(os.path.normpath(path))
+
+
+def _read(dist: importlib_metadata.Distribution) -> InstalledDist | None:
+    name = dist.metadata["Name"] if dist.metadata else None
+    if not name:
+        return None  # a broken .dist-info with no METADATA: nothing we could ship by name
+    location = str(dist.locate_file(""))
+    files: list[str] = []
+    size = 0
+    top: set[str] = set()
+    for entry in dist.files or ():
+        rel = os.path.normpath(str(entry))
+        full = os.path.join(location, rel)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            continue  # RECORD may list .pyc files that were never written
+        files.append(rel)
+        size += st.st_size
+        head = rel.split(os.sep, 1)
+        if head[0].startswith("..") or head[0].endswith((".dist-info", ".egg-info")):
+            continue
+        if len(head) == 2 and head[0] != "__pycache__":
+            top.add(head[0])
+        elif len(head) == 1 and rel.endswith((".py", ".so", ".pyd")):
+            top.add(rel.split(".", 1)[0])
+    return InstalledDist(
+        name=name,
+        version=dist.version,
+        location=location,
+        files=tuple(sorted(files)),
+        size=size,
+        requires=tuple(dist.requires or ()),
+        editable_roots=_editable_roots(dist, location),
+        top_level=tuple(sorted(t for t in top if t.isidentifier())),
+    )
+
+
+_NOT_PATH = ("#", "import")  # .pth lines that are comments or code, not paths
+
+
+def _editable_roots(dist: importlib_metadata.Distribution, location: str) -> tuple[str, ...]:
+    """Source trees of an editable install: the paths its own .pth files add to sys.path."""
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return ()
+    try:
+        editable = bool(json.loads(text).get("dir_info", {}).get("editable"))
+    except (ValueError, AttributeError):
+        return ()
+    if not editable:
+        return ()
+    roots: list[str] = []
+    for entry in dist.files or ():
+        if str(entry).endswith(".pth"):
+            pth = Path(location, str(entry))
+            try:
+                lines = pth.read_text().splitlines()
+            except OSError:
+                continue
+            roots += [
+                ln.strip() for ln in lines if ln.strip() and not ln.startswith(("#", "import"))
+            ]
+    return tuple(sorted(roots))
+
+
+def marker_environment(interp: Interpreter) -> dict[str, str]:
+    """PEP 508 marker variables for the target interpreter (not the one running envpack)."""
+    major_minor = ".".join(interp.version.split(".")[:2])
+    system = {"linux": "Linux", "darwin": "Darwin", "win32": "Windows"}.get(interp.platform, "")
+    return {
+        "implementation_name": interp.implementation,
+        "implementation_version": interp.version,
+        "os_name": "nt" if interp.platform == "win32" else "posix",
+        "platform_machine": interp.machine,
+        "platform_python_implementation": {"cpython": "CPython", "pypy": "PyPy"}.get(
+            interp.implementation, interp.implementation
+        ),
+        "platform_release": "",
+        "platform_system": system,
+        "platform_version": "",
+        "python_full_version": interp.version,
+        "python_version": major_minor,
+        "sys_platform": interp.platform,
+        "extra": "",
+    }
+
+
+def left_out(
+    dist: InstalledDist,
+    shipped: Mapping[str, object],
+    index: DistIndex,
+    env: Mapping[str, str],
+) -> tuple[LeftOut, ...]:
+    """Requirements of ``dist`` that are not shipped, each with the reason (for ``--why``)."""
+    out: list[LeftOut] = []
+    for line in dist.requires:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            out.append(LeftOut(name=line, requirement=line, reason="unparsable requirement"))
+            continue
+        key = canonicalize_name(req.name)
+        if key in shipped:
+            continue
+        reason = _marker_reason(req.marker, env)
+        if reason is None:
+            reason = "installed, not imported" if index.get(key) else "not installed"
+        out.append(LeftOut(name=req.name, requirement=line, reason=reason))
+    return tuple(sorted(out, key=lambda r: (canonicalize_name(r.name), r.requirement)))
+
+
+def _marker_reason(marker: Marker | None, env: Mapping[str, str]) -> str | None:
+    if marker is None or marker.evaluate(dict(env)):
+        return None
+    if "extra" in str(marker):
+        return f"extra not requested ({marker})"
+    return f"marker false for the target ({marker})"

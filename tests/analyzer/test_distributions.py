@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from envpack.analyzer.distributions import DistIndex, left_out, marker_environment
+from envpack.analyzer.interpreter import probe
+from tests.conftest import FixtureVenv
+
+
+def _index(venv: FixtureVenv) -> DistIndex:
+    return DistIndex([str(venv.site_packages)])
+
+
+def test_module_file_maps_to_distribution_of_another_name(fixture_venv: FixtureVenv) -> None:
+    index = _index(fixture_venv)
+    owner = index.owner(fixture_venv.site_packages / "yaml" / "__init__.py")
+    assert owner is not None
+    assert owner.name == "PyYAML"
+    assert set(owner.top_level) >= {"yaml", "_yaml"}
+    assert any(f.endswith(".so") for f in owner.files)  # the C extension is part of it
+
+
+def test_namespace_portions_map_to_their_own_distributions(fixture_venv: FixtureVenv) -> None:
+    index = _index(fixture_venv)
+    a = index.owner(fixture_venv.site_packages / "fxns" / "a.py")
+    b = index.owner(fixture_venv.site_packages / "fxns" / "b.py")
+    assert (a and a.name, b and b.name) == ("fx-ns-a", "fx-ns-b")
+    assert index.owner(fixture_venv.site_packages / "fxns") is None  # the shared dir is nobody's
+
+
+def test_editable_install_owns_its_source_tree(fixture_venv: FixtureVenv) -> None:
+    index = _index(fixture_venv)
+    owner = index.owner(fixture_venv.editable_src / "fxedit" / "__init__.py")
+    assert owner is not None
+    assert owner.name == "fx-edit"
+    assert owner.editable_roots == (str(fixture_venv.editable_src),)
+
+
+def test_file_outside_every_distribution_has_no_owner(
+    fixture_venv: FixtureVenv, tmp_path: Path
+) -> None:
+    stray = tmp_path / "mine.py"
+    stray.write_text("")
+    assert _index(fixture_venv).owner(stray) is None
+
+
+def test_sizes_and_files_come_from_record(fixture_venv: FixtureVenv) -> None:
+    dist = _index(fixture_venv).get("fx_core")  # lookups normalize names
+    assert dist is not None
+    assert dist.version == "1.2.0"
+    assert "fxcore/__init__.py" in dist.files
+    on_disk = sum((Path(dist.location) / f).stat().st_size for f in dist.files)
+    assert dist.size == on_disk > 0
+
+
+def test_left_out_requirements_say_why(fixture_venv: FixtureVenv) -> None:
+    index = _index(fixture_venv)
+    core = index.get("fx-core")
+    assert core is not None
+    env = marker_environment(probe().interpreter)
+    shipped = {
+        "fx-core": core,
+        "pyyaml": index.get("pyyaml"),
+        "fx-ensured": index.get("fx-ensured"),
+    }
+    reasons = {r.name: r.reason for r in left_out(core, shipped, index, env)}
+    assert set(reasons) == {"fx-lazydep", "fx-typing-only", "fx-winonly", "fx-plot"}
+    assert reasons["fx-lazydep"] == "installed, not imported"
+    assert reasons["fx-winonly"].startswith("marker false for the target")
+    assert reasons["fx-plot"].startswith("extra not requested")
+
+
+def test_marker_environment_describes_the_target_not_us() -> None:
+    interp = probe().interpreter
+    other = interp.__class__(**{**interp.__dict__, "version": "3.9.18", "platform": "darwin"})
+    env = marker_environment(other)
+    assert env["python_version"] == "3.9"
+    assert env["sys_platform"] == "darwin"
+    assert env["platform_system"] == "Darwin"
