@@ -1,0 +1,269 @@
+"""analyze(): processor files in, Spec out. The one place the analyzer's parts meet.
+
+probe the target interpreter -> walk imports (imports.py) -> map module files to distributions
+(distributions.py) -> read every ELF the environment will hold (native.py) -> Spec, with a reason
+for every entry and every problem collected, never just the first.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+
+from envpack.analyzer.distributions import DistIndex, InstalledDist, left_out, marker_environment
+from envpack.analyzer.interpreter import Target, probe
+from envpack.errors import UsageError
+from envpack.spec import (
+    Distribution,
+    LazyImport,
+    LocalFile,
+    Spec,
+    StdlibModule,
+)
+
+Hints = Mapping[str, Sequence[str]]
+
+
+def analyze(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    include_lazy: Collection[str] = (),
+    hints: Hints | None = None,
+    python: str | os.PathLike[str] | None = None,
+) -> Spec:
+    """Analyze processor files for the target interpreter ``python`` (default: this one).
+
+    ``include_lazy`` names modules or distributions whose lazy imports to ship ("all" for every
+    one); ``hints`` maps a module to the modules or distributions it imports data-dependently,
+    merged over the curated table and the project's ``[tool.envpack]`` settings.
+    """
+    from envpack.analyzer.imports import find_imports
+    from envpack.analyzer.native import analyze_native
+
+    roots = _roots(paths)
+    target = probe(python)
+    interp = target.interpreter
+    index = DistIndex(_site_dirs(target))
+
+    project = project_settings(roots[0].parent)
+    merged_hints: dict[str, list[str]] = {k: list(v) for k, v in project.hints.items()}
+    for mod, targets in (hints or {}).items():
+        merged_hints.setdefault(mod, []).extend(targets)
+    lazy_names = _expand_names({*project.include_lazy, *include_lazy}, index)
+    # Hint targets may name distributions ("uproot.extras=zstandard" or "=python-xxhash").
+    hint_modules = {m: tuple(_expand_names(t, index)) for m, t in merged_hints.items()}
+
+    graph = find_imports(roots, target, include_lazy=lazy_names, hints=hint_modules)
+
+    warnings: list[str] = list(graph.warnings)
+    errors: list[str] = []
+    chosen: dict[str, tuple[InstalledDist, set[str], tuple[str, ...]]] = {}
+    local: dict[str, LocalFile] = {}
+    stdlib: list[StdlibModule] = []
+    editable: set[str] = set()
+
+    def choose(dist: InstalledDist, module: str, chain: tuple[str, ...]) -> None:
+        entry = chosen.get(dist.key)
+        if entry is None or len(chain) < len(entry[2]):
+            chosen[dist.key] = (dist, entry[1] if entry else set(), chain)
+        chosen[dist.key][1].add(module.split(".")[0])
+
+    for name in sorted(graph.modules):
+        mod = graph.modules[name]
+        chain = tuple(mod.chain)
+        if mod.kind in ("builtin", "stdlib"):
+            stdlib.append(StdlibModule(name=name, path=mod.path, why=chain))
+            continue
+        if mod.path is None:
+            continue  # a namespace package: its portions carry the files
+        owner = index.owner(mod.path)
+        if mod.kind == "local" or (owner is None and mod.kind == "site"):
+            if owner is not None and owner.editable_roots:
+                editable.add(owner.key)
+                choose(owner, name, chain)
+            arc = _module_arcname(name, mod.path, mod.is_package)
+            local[arc] = LocalFile(
+                path=mod.path, arcname=arc, kind="module", why=_why_text(chain, mod.site)
+            )
+            if owner is None and mod.kind == "site":
+                warnings.append(f"{mod.path}: on sys.path but in no distribution's RECORD")
+            continue
+        if owner is not None:
+            choose(owner, name, chain)
+
+    for miss in graph.hint_misses:
+        dist = index.get(miss.module)
+        if dist is not None:
+            choose(dist, dist.top_level[0] if dist.top_level else dist.name, (miss.source,))
+        else:
+            warnings.append(f"hint {miss.source}={miss.module}: no such module or distribution")
+
+    for miss in graph.missing:
+        where = f"{miss.site}: " if miss.site else ""
+        via = f" (via {' -> '.join(miss.chain)})" if len(miss.chain) > 1 else ""
+        if miss.optional:
+            warnings.append(f"{where}optional import '{miss.module}' is not installed{via}")
+        else:
+            errors.append(
+                f"{where}cannot import '{miss.module}': not installed for {interp.executable}{via}"
+            )
+
+    for data in graph.data_files:
+        local[data.arcname] = LocalFile(
+            path=data.path, arcname=data.arcname, kind="data", why=f"opened at {data.site}"
+        )
+
+    env = marker_environment(interp)
+    dists: list[Distribution] = []
+    for key in sorted(chosen):
+        dist, modules, chain = chosen[key]
+        files = dist.files
+        if key in editable:  # its code ships as local source; keep only the metadata
+            files = tuple(f for f in files if ".dist-info" in f.split(os.sep)[0])
+        dists.append(
+            Distribution(
+                name=dist.name,
+                version=dist.version,
+                location=dist.location,
+                files=files,
+                size=sum(_size(dist.location, f) for f in files),
+                modules=tuple(sorted(modules)),
+                why=chain,
+                editable=key in editable,
+                left_out=left_out(dist, chosen, index, env),
+            )
+        )
+
+    shipped_files = {os.path.realpath(os.path.join(d.location, f)) for d in dists for f in d.files}
+    elves = [interp.real_executable]
+    elves += [m.path for m in stdlib if m.path and _is_ext(m.path)]
+    elves += sorted(f for f in shipped_files if _is_ext(f))
+    elves += [f.path for f in local.values() if f.kind == "module" and _is_ext(f.path)]
+    native = analyze_native(elves, shipped=frozenset(shipped_files))
+    warnings += native.warnings
+    errors += native.errors
+
+    lazy = [
+        LazyImport(module=c.module, site=c.site, distribution=_dist_of_module(c.module, index))
+        for c in graph.lazy
+    ]
+    return Spec(
+        interpreter=interp,
+        roots=tuple(str(r) for r in roots),
+        local=tuple(local[k] for k in sorted(local)),
+        distributions=tuple(dists),
+        stdlib=tuple(stdlib),
+        native=tuple(sorted(native.libs, key=lambda n: (n.soname, n.path or ""))),
+        glibc=native.glibc,
+        lazy=tuple(sorted(set(lazy), key=lambda x: (x.module, x.site))),
+        warnings=tuple(sorted(set(warnings))),
+        errors=tuple(sorted(set(errors))),
+    )
+
+
+class ProjectSettings:
+    """``[tool.envpack]`` of the nearest pyproject.toml: hints and include-lazy for a project."""
+
+    def __init__(self, hints: Mapping[str, Sequence[str]], include_lazy: Sequence[str]) -> None:
+        self.hints = dict(hints)
+        self.include_lazy = tuple(include_lazy)
+
+
+def project_settings(start: Path) -> ProjectSettings:
+    """Read ``[tool.envpack]`` from the first pyproject.toml at or above ``start``."""
+    for directory in (start, *start.parents):
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file():
+            try:
+                data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise UsageError(f"{pyproject}: cannot read [tool.envpack]: {exc}") from None
+            table = data.get("tool", {}).get("envpack", {})
+            hints = table.get("hints", {})
+            lazy = table.get("include-lazy", [])
+            if not isinstance(hints, dict) or not all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in hints.values()
+            ):
+                raise UsageError(
+                    f"{pyproject}: [tool.envpack] hints must map a module to a list of names"
+                )
+            if not isinstance(lazy, list) or not all(isinstance(x, str) for x in lazy):
+                raise UsageError(f"{pyproject}: [tool.envpack] include-lazy must be a list")
+            return ProjectSettings(hints, lazy)
+    return ProjectSettings({}, ())
+
+
+def parse_hint(text: str) -> tuple[str, tuple[str, ...]]:
+    """``MOD=NAME[,NAME…]`` from the command line."""
+    mod, sep, rest = text.partition("=")
+    names = tuple(n.strip() for n in rest.split(",") if n.strip())
+    if not sep or not mod.strip() or not names:
+        raise UsageError(f"--hint {text!r}: expected MODULE=NAME[,NAME...]")
+    return mod.strip(), names
+
+
+def _roots(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    roots: list[Path] = []
+    for p in paths:
+        path = Path(p).resolve()
+        if not path.exists():
+            raise UsageError(f"{p}: no such file")
+        if not path.is_file() or path.suffix != ".py":
+            raise UsageError(f"{p}: not a Python source file (.py)")
+        roots.append(path)
+    if not roots:
+        raise UsageError("no processor file given")
+    return roots
+
+
+def _site_dirs(target: Target) -> list[str]:
+    interp = target.interpreter
+    stdlib_dirs = {os.path.realpath(d) for d in (interp.stdlib, interp.platstdlib, interp.dynload)}
+    return [
+        p for p in target.sys_path if os.path.isdir(p) and os.path.realpath(p) not in stdlib_dirs
+    ]
+
+
+def _expand_names(names: Iterable[str], index: DistIndex) -> list[str]:
+    """Distribution names become the top-level modules they provide; module names stay."""
+    out: list[str] = []
+    for name in names:
+        out.append(name)
+        dist = index.get(name)
+        if dist is not None:
+            out.extend(m for m in dist.top_level if m != name)
+    return sorted(set(out))
+
+
+def _module_arcname(name: str, path: str, is_package: bool) -> str:
+    parts = name.split(".")
+    if is_package:
+        return "/".join(parts) + "/" + os.path.basename(path)
+    return "/".join([*parts[:-1], os.path.basename(path)])
+
+
+def _why_text(chain: Sequence[str], site: str | None) -> str:
+    text = "imported by " + " -> ".join(chain[:-1]) if len(chain) > 1 else "a processor file"
+    return f"{text} ({site})" if site and len(chain) > 1 else text
+
+
+def _is_ext(path: str) -> bool:
+    base = os.path.basename(path)
+    return base.endswith(".so") or ".so." in base
+
+
+def _size(location: str, rel: str) -> int:
+    try:
+        return os.lstat(os.path.join(location, rel)).st_size
+    except OSError:
+        return 0
+
+
+def _dist_of_module(module: str, index: DistIndex) -> str | None:
+    top = module.split(".")[0]
+    return next((d.name for d in index if top in d.top_level), None)
+
+
+__all__ = ["analyze", "parse_hint", "project_settings"]

@@ -1,0 +1,193 @@
+"""`envpack analyze`: what a processor needs, and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from packaging.utils import canonicalize_name
+from rich.table import Table
+
+from envpack.cli._output import echo_json, err, fail, human_size, out
+from envpack.errors import EnvpackError, UsageError
+from envpack.spec import Spec
+
+EPILOG = """\b
+Examples:
+  envpack analyze myproc.py                      # summary table, writes envpack.json
+  envpack analyze myproc.py --why numpy          # the import chain that pulls numpy in
+  envpack analyze myproc.py --why matplotlib     # ...or why it is left out
+  envpack analyze myproc.py --include-lazy hist  # also ship hist's function-level imports
+  envpack analyze myproc.py --hint uproot=zstandard --python ~/venvs/ana/bin/python
+
+\b
+Exit status: 0 complete, 1 imports or libraries missing (all listed), 2 usage errors.
+"""
+
+
+@click.command(name="analyze", epilog=EPILOG)
+@click.argument("processors", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("envpack.json"),
+    show_default=True,
+    help="Where to write the Spec.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Write the Spec to stdout instead.")
+@click.option(
+    "--include-lazy",
+    multiple=True,
+    metavar="NAME|all",
+    help="Ship the function-level imports of this module or distribution (repeatable).",
+)
+@click.option(
+    "--hint",
+    "hints",
+    multiple=True,
+    metavar="MOD=NAME,...",
+    help="MOD imports these modules or distributions data-dependently (repeatable).",
+)
+@click.option("--why", metavar="NAME", help="Explain why NAME is (or is not) in the environment.")
+@click.option(
+    "--python",
+    type=click.Path(path_type=Path),
+    help="Analyze for this interpreter, venv or conda env (default: the one running envpack).",
+)
+def analyze_command(
+    processors: tuple[Path, ...],
+    output: Path,
+    as_json: bool,
+    include_lazy: tuple[str, ...],
+    hints: tuple[str, ...],
+    why: str | None,
+    python: Path | None,
+) -> None:
+    """Find every import and native library PROCESSORS need, and say why.
+
+    Walks the imports of the processor files without running them, maps them to installed
+    distributions, follows the native libraries of every extension module, and writes the
+    result (the Spec) for `envpack build`.
+    """
+    from envpack.analyzer.api import analyze, parse_hint
+
+    try:
+        hint_map: dict[str, list[str]] = {}
+        for text in hints:
+            mod, names = parse_hint(text)
+            hint_map.setdefault(mod, []).extend(names)
+        with err.status("analyzing imports and native libraries…"):
+            spec = analyze(processors, include_lazy=include_lazy, hints=hint_map, python=python)
+    except UsageError as exc:
+        fail(str(exc), 2)
+    except EnvpackError as exc:
+        fail(str(exc), 1)
+
+    if as_json:
+        echo_json(spec.to_json())
+    else:
+        try:
+            spec.write(output)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror}", 2)
+    if why:
+        explain(spec, why)
+    elif not as_json:
+        summarize(spec)
+        out.print(f"Spec written to [bold]{output}[/]")
+    if spec.errors:
+        for line in spec.errors:
+            err.print(f"[bold red]error:[/] {line}")
+        raise SystemExit(1)
+
+
+def summarize(spec: Spec) -> None:
+    interp = spec.interpreter
+    out.print(
+        f"[bold]Interpreter[/] {interp.implementation} {interp.version} ({interp.executable})"
+        + (f", glibc >= {spec.glibc}" if spec.glibc else "")
+    )
+    table = Table(title="Distributions shipped", title_justify="left")
+    table.add_column("name")
+    table.add_column("version")
+    table.add_column("size", justify="right")
+    table.add_column("files", justify="right")
+    table.add_column("why")
+    for d in spec.distributions:
+        table.add_row(
+            d.name + (" (editable)" if d.editable else ""),
+            d.version,
+            human_size(d.size),
+            str(len(d.files)),
+            " -> ".join(d.why),
+        )
+    out.print(table)
+    total = sum(d.size for d in spec.distributions)
+    modules = sum(1 for f in spec.local if f.kind == "module")
+    data = sum(1 for f in spec.local if f.kind == "data")
+    out.print(
+        f"{len(spec.distributions)} distributions, {human_size(total)}; "
+        f"{len(spec.stdlib)} stdlib modules; {modules} local modules, {data} data files"
+    )
+    bundle = [n for n in spec.native if n.kind == "bundle"]
+    if bundle:
+        out.print("[bold]Native libraries to bundle[/]")
+        for lib in bundle:
+            out.print(f"  {lib.soname}  {lib.path}  (needed by {len(lib.needed_by)} files)")
+    if spec.lazy:
+        by_module: dict[str, int] = {}
+        for lazy in spec.lazy:
+            by_module[lazy.module] = by_module.get(lazy.module, 0) + 1
+        shown = ", ".join(f"{m} ({n})" for m, n in sorted(by_module.items())[:12])
+        more = f", … {len(by_module) - 12} more" if len(by_module) > 12 else ""
+        out.print(
+            f"[bold]Lazy imports not shipped[/] ({len(spec.lazy)} sites): {shown}{more}\n"
+            "  ship one with --include-lazy NAME; see where with --why NAME"
+        )
+    for line in spec.warnings:
+        err.print(f"[yellow]warning:[/] {line}")
+
+
+def explain(spec: Spec, name: str) -> None:
+    """Print every reason NAME is in the environment, or why it is not."""
+    key = canonicalize_name(name)
+    found = False
+    dist = spec.distribution(name)
+    if dist is not None:
+        found = True
+        out.print(f"{dist.name} {dist.version} is shipped: " + " -> ".join(dist.why))
+        out.print(f"  modules imported from it: {', '.join(dist.modules)}")
+    for mod in spec.stdlib:
+        if mod.name == name:
+            found = True
+            out.print(f"{name} (stdlib) is shipped: " + " -> ".join(mod.why))
+    for f in spec.local:
+        if f.arcname == name or Path(f.arcname).stem == name:
+            found = True
+            out.print(f"{f.arcname} ({f.kind}) is shipped: {f.why}")
+    for lib in spec.native:
+        if lib.soname == name or lib.soname.startswith(name + "."):
+            found = True
+            out.print(f"{lib.soname} ({lib.kind}, {lib.path}) is needed by:")
+            for needer in lib.needed_by:
+                out.print(f"  {needer}")
+    for d in spec.distributions:
+        for lo in d.left_out:
+            if canonicalize_name(lo.name) == key:
+                found = True
+                out.print(
+                    f"{lo.name} is not shipped: {d.name} requires '{lo.requirement}', {lo.reason}"
+                )
+    sites = [lz for lz in spec.lazy if lz.module.split(".")[0] == name or lz.distribution == name]
+    if sites:
+        found = True
+        out.print(
+            f"{name} is imported lazily (inside functions), not shipped; --include-lazy to ship:"
+        )
+        for lz in sites[:20]:
+            out.print(f"  {lz.site}: import {lz.module}")
+        if len(sites) > 20:
+            out.print(f"  … {len(sites) - 20} more")
+    if not found:
+        out.print(f"{name}: not in the environment, and nothing analyzed imports or requires it")
