@@ -1,0 +1,244 @@
+"""build(): a Spec in, `envpack-<hash>.tar.gz` out. The one place collector and writer meet.
+
+collect (envpack.collect: what goes where) -> digest every entry -> manifest and its hash ->
+cache check -> write the tarball under a temporary name -> rename. Nothing half-written ever
+carries the final name, so a cache hit is always a complete tarball.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from envpack import archive
+from envpack.archive import MANIFEST, SUMMARY, Compression, Progress, Record
+from envpack.collect import Collection, collect
+from envpack.errors import BuildError, SpecError
+from envpack.spec import SCHEMA, Spec
+
+RUNNER_NAME = "envpack-run"
+
+
+@dataclass(frozen=True)
+class GroupSize:
+    """What one part of the env (a distribution, the stdlib, ...) adds: files and bytes."""
+
+    name: str
+    version: str
+    files: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A built (or cached) environment tarball."""
+
+    path: Path
+    hash: str
+    size: int  # bytes of the tarball
+    files: int  # regular files + symlinks in it
+    cached: bool
+    unpacked_size: int = 0  # bytes of its regular files once unpacked
+    groups: tuple[GroupSize, ...] = ()  # per distribution, plus python/stdlib/local/native
+    warnings: tuple[str, ...] = ()
+    runner: Path | None = None
+
+
+def runner_script(name: str) -> Path | None:
+    """A file of envpack.runtime, when that package ships it (it is written in parallel)."""
+    try:
+        from envpack import runtime
+    except ImportError:
+        return None
+    path = Path(runtime.__file__).parent / name
+    return path if path.is_file() else None
+
+
+def _runner_path() -> Path | None:
+    try:
+        from envpack.runtime import runner_path  # type: ignore[attr-defined]
+    except ImportError:
+        return runner_script("envpack-run")
+    path = Path(runner_path())
+    return path if path.is_file() else None
+
+
+def build(
+    spec: Spec,
+    out_dir: str | os.PathLike[str],
+    *,
+    compress: Compression = "gzip",
+    level: int | None = None,
+    progress: Progress | None = None,
+) -> Environment:
+    """Build the env for ``spec`` into ``out_dir``; instant when its hash is already there."""
+    if spec.schema > SCHEMA:
+        raise SpecError(
+            f"Spec schema {spec.schema} is newer than this envpack understands ({SCHEMA})"
+        )
+    if compress not in ("gzip", "zstd"):
+        raise BuildError(f"unknown compression {compress!r} (gzip or zstd)")
+    if compress == "zstd" and not archive.zstd_available():
+        raise BuildError("--compress zstd needs the zstandard module or the zstd binary")
+    if spec.interpreter.conda:
+        from envpack.conda import build_conda
+
+        return build_conda(spec, out_dir, compress=compress, level=level, progress=progress)
+
+    out = _out_dir(Path(out_dir))
+    with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
+        collection = collect(spec, Path(stage), runner_script("run_in_env.sh"))
+        records = archive.digest_entries(collection.entries, progress)
+        manifest = archive.manifest_bytes(records)
+        env_hash = archive.manifest_hash(manifest)
+        final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
+        runner = _copy_runner(out)
+        if final.is_file():
+            return _environment(spec, final, env_hash, records, True, collection.warnings, runner)
+        summary = archive.summary_bytes(env_hash, records, {MANIFEST: manifest})
+        meta = [(SUMMARY, summary), (MANIFEST, manifest)]
+        write_atomic(
+            final,
+            lambda fh: _write(fh, compress, level, meta, collection, records, progress),
+        )
+    return _environment(spec, final, env_hash, records, False, collection.warnings, runner)
+
+
+def _write(
+    fh: BinaryIO,
+    compress: Compression,
+    level: int | None,
+    meta: list[tuple[str, bytes]],
+    collection: Collection,
+    records: list[Record],
+    progress: Progress | None,
+) -> None:
+    stream = archive.compressor(compress, fh, level)
+    try:
+        archive.write_tar(
+            stream,  # type: ignore[arg-type]  # a RawIOBase is the file object tarfile wants
+            meta,
+            collection.entries,
+            records,
+            empty_dirs=collection.empty_dirs,
+            progress=progress,
+        )
+    finally:
+        stream.close()
+
+
+def write_atomic(final: Path, writer: Callable[[BinaryIO], None]) -> None:
+    """Run ``writer`` on a temp file next to ``final``, then rename; remove it on any failure."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BuildError(f"no space left on device writing {final}; nothing was kept") from None
+        raise BuildError(f"cannot write {final}: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _out_dir(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"cannot create output dir {out}: {exc.strerror}") from None
+    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
+        raise BuildError(f"output dir {out} is not writable")
+    return out
+
+
+def _copy_runner(out: Path) -> Path | None:
+    src = _runner_path()
+    if src is None:
+        return None
+    dst = out / RUNNER_NAME
+    if dst.is_file() and dst.read_bytes() == src.read_bytes():
+        return dst
+    data = src.read_bytes()
+    write_atomic(dst, lambda fh: _write_bytes(fh, data))
+    dst.chmod(0o755)
+    return dst
+
+
+def _write_bytes(fh: BinaryIO, data: bytes) -> None:
+    fh.write(data)
+
+
+def _environment(
+    spec: Spec,
+    path: Path,
+    env_hash: str,
+    records: list[Record],
+    cached: bool,
+    warnings: list[str],
+    runner: Path | None,
+) -> Environment:
+    by_group: dict[str, list[Record]] = {}
+    for rec in records:
+        by_group.setdefault(rec.group, []).append(rec)
+    versions = {d.name: d.version for d in spec.distributions}
+    groups = tuple(
+        GroupSize(
+            name, versions.get(name, ""), len(recs), sum(r.size for r in recs if r.target is None)
+        )
+        for name, recs in sorted(by_group.items())
+    )
+    return Environment(
+        path=path,
+        hash=env_hash,
+        size=path.stat().st_size,
+        files=len(records) + 2,  # plus the summary and the manifest
+        cached=cached,
+        unpacked_size=sum(r.size for r in records if r.target is None),
+        groups=groups,
+        warnings=tuple(warnings),
+        runner=runner,
+    )
+
+
+def source_size(spec: Spec) -> int:
+    """Bytes of the whole source environment (the venv or prefix, plus the base stdlib).
+
+    What a "tar the whole env" approach ships; the CLI prints it next to the built size.
+    """
+    interp = spec.interpreter
+    roots = {Path(interp.prefix)}
+    if interp.base_prefix != interp.prefix:
+        roots.add(Path(interp.stdlib))
+        roots.add(Path(interp.real_executable))
+        if interp.libpython:
+            roots.add(Path(interp.libpython))
+    total = 0
+    for root in roots:
+        if root.is_file():
+            total += root.stat().st_size
+            continue
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                try:
+                    st = os.lstat(os.path.join(dirpath, name))
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    return total
+
+
+__all__ = ["Environment", "GroupSize", "build", "source_size", "write_atomic"]
