@@ -1,0 +1,262 @@
+"""A real Work Queue manager and real `work_queue_worker`s on localhost, and real envpack envs.
+
+Debian's binding lives in /usr/lib/python3/dist-packages next to everything else Debian ships;
+putting that whole directory on sys.path would let Debian's packages shadow the venv's, so a temp
+dir holding symlinks to the binding's two files only is prepended instead.
+
+Each test gets its own worker workdir and its own node cache (`ENVPACK_CACHE` in tmp_path), so
+parallel tests never share unpacked environments; the built tarballs are shared by every xdist
+worker of a session (built once, under a lock).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from envpack.integrations.workqueue import load_binding
+from tests.conftest import _locked, _shared_dir
+
+APPS = Path(__file__).parent / "apps"
+SIX_VERSIONS = ("1.16.0", "1.17.0")
+
+
+@pytest.fixture(scope="session")
+def wq() -> ModuleType:
+    """The Work Queue binding (Debian's, exposed alone; or ndcctools); skips if there is none."""
+    if shutil.which("work_queue_worker") is None:
+        pytest.skip("work_queue_worker not on PATH (apt-get install coop-computing-tools)")
+    try:
+        return load_binding()
+    except ImportError as exc:
+        pytest.skip(str(exc))
+
+
+@dataclass
+class Worker:
+    """A running `work_queue_worker` process and where it keeps things."""
+
+    proc: subprocess.Popen[bytes]
+    workdir: Path
+    cache: Path
+    log: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class Node:
+    """One machine's worth of workers sharing a node cache (ENVPACK_CACHE) under tmp_path."""
+
+    root: Path
+    cache: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    def start_worker(
+        self,
+        port: int,
+        *,
+        cores: int = 2,
+        hide: Sequence[Path] = (),
+        env: dict[str, str] | None = None,
+    ) -> Worker:
+        """Start a worker for the manager at localhost:port.
+
+        ``hide`` paths are covered by empty tmpfs mounts in a private mount namespace
+        (`unshare --mount`) that the worker and its tasks live in.
+        """
+        n = len(self.workers)
+        workdir = self.root / f"worker{n}"
+        workdir.mkdir(parents=True)
+        log = self.root / f"worker{n}.log"
+        cmd = [
+            "work_queue_worker",
+            "--workdir",
+            str(workdir),
+            "--cores",
+            str(cores),
+            "--memory",
+            "2000",
+            "--disk",
+            "4000",
+            "--timeout",
+            "120",  # gone on its own if a test dies without teardown
+            "--parent-death",
+            "localhost",
+            str(port),
+        ]
+        if hide:
+            mounts = " && ".join(f"mount -t tmpfs envpack-hide {_q(p)}" for p in hide)
+            cmd = ["unshare", "--mount", "sh", "-c", f'{mounts} && exec "$@"', "sh", *cmd]
+        wenv = dict(os.environ)
+        for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+            wenv.pop(var, None)
+        wenv["ENVPACK_CACHE"] = str(self.cache)
+        wenv.update(env or {})
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=wenv)
+        worker = Worker(proc=proc, workdir=workdir, cache=self.cache, log=log)
+        self.workers.append(worker)
+        return worker
+
+
+def _q(path: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    """Workers on this machine with a node cache of their own; all stopped at teardown."""
+    cache = tmp_path / "node-cache"
+    cache.mkdir()
+    n = Node(root=tmp_path / "node", cache=cache)
+    yield n
+    for w in n.workers:
+        w.stop()
+
+
+class Manager:
+    """A Work Queue manager on a free port, with helpers to run tasks to completion."""
+
+    def __init__(self, wq: ModuleType, port: int = 0) -> None:
+        self.wq = wq
+        self.queue: Any = wq.WorkQueue(port=port)
+        self.port: int = self.queue.port
+
+    def task(self, command: str, *, cores: int = 1) -> Any:
+        t = self.wq.Task(command)
+        t.specify_cores(cores)
+        t.specify_memory(100)
+        t.specify_disk(100)
+        return t
+
+    def run(self, tasks: Sequence[Any], *, timeout: float = 120) -> list[Any]:
+        """Submit ``tasks`` and wait for all of them; returns them in completion order."""
+        for t in tasks:
+            self.queue.submit(t)
+        done: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(done) < len(tasks):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(done)} of {len(tasks)} tasks done in {timeout}s")
+            t = self.queue.wait(1)
+            if t is not None:
+                done.append(t)
+        return done
+
+    def close(self) -> None:
+        """Shut the manager down now (its workers see a disconnect), not at garbage collection."""
+        if self.queue is not None:
+            free = getattr(self.queue, "_free_queue", None)
+            if free is not None:
+                free()
+            self.queue = None
+
+
+@pytest.fixture
+def manager(wq: ModuleType) -> Iterator[Manager]:
+    m = Manager(wq)
+    yield m
+    m.close()
+
+
+# --- environments --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltEnv:
+    """A built envpack tarball and the venv it was analyzed from."""
+
+    tarball: Path
+    hash: str
+    venv: Path
+    six: str
+
+
+def _venv_with_six(root: Path, version: str) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    python = root / "bin" / "python"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            f"six=={version}",
+        ],
+        check=True,
+    )
+    return python
+
+
+def build_app(python: Path, out: Path) -> tuple[Path, str]:
+    """Analyze apps/sixapp.py for ``python`` and build its tarball into ``out``."""
+    from envpack.analyzer.api import analyze
+    from envpack.build import build
+
+    spec = analyze([APPS / "sixapp.py"], python=str(python))
+    assert spec.complete, spec.errors
+    env = build(spec, out)
+    return Path(env.path), env.hash
+
+
+@pytest.fixture(scope="session")
+def six_envs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltEnv]:
+    """Two tarballs of apps/sixapp.py: one from a venv with six 1.16.0, one with 1.17.0."""
+    shared = _shared_dir(tmp_path_factory) / "wq-six-envs"
+    with _locked(shared.parent / "wq-six-envs.lock"):
+        ready = shared / "ready.json"
+        if ready.exists():
+            raw = json.loads(ready.read_text())
+            return {
+                k: BuiltEnv(Path(v["tarball"]), v["hash"], Path(v["venv"]), v["six"])
+                for k, v in raw.items()
+            }
+        envs: dict[str, BuiltEnv] = {}
+        for version in SIX_VERSIONS:
+            venv = shared / f"venv-six-{version}"
+            python = _venv_with_six(venv, version)
+            tarball, digest = build_app(python, shared / f"out-six-{version}")
+            envs[version] = BuiltEnv(tarball, digest, venv, version)
+        ready.write_text(
+            json.dumps(
+                {
+                    k: {"tarball": str(e.tarball), "hash": e.hash, "venv": str(e.venv), "six": k}
+                    for k, e in envs.items()
+                }
+            )
+        )
+        return envs
+
+
+def unpack_count(text: str) -> int:
+    """How many times the runner's -d log says it unpacked an environment."""
+    return sum(1 for line in text.splitlines() if line.startswith("envpack-run: unpacked "))
