@@ -1,0 +1,1 @@
+"""Benchmarks of envpack: scripts that print figures against the issues' targets."""
