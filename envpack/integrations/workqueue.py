@@ -97,8 +97,8 @@ def wrap(
     tarball = tarball_of(env)
     runner_file = runner_for(tarball, runner)
     command = _get_command(task)
-    _add_cached_input(task, tarball, tarball.name)
-    _add_cached_input(task, runner_file, RUNNER_NAME)
+    add_input_file(task, tarball, tarball.name, cache=True)
+    add_input_file(task, runner_file, RUNNER_NAME, cache=True)
     _set_command(task, runner_command(tarball.name, command, debug=debug))
     return task
 
@@ -112,16 +112,21 @@ def _get_command(task: Any) -> str:
     return command
 
 
-def _add_cached_input(task: Any, local: Path, remote: str) -> None:
+def add_input_file(
+    task: Any, local: str | os.PathLike[str], remote: str | None = None, *, cache: bool = False
+) -> None:
+    """Declare an input file of ``task`` with whichever binding made it."""
+    local_name = str(local)
+    remote_name = remote or os.path.basename(local_name)
     if hasattr(task, "specify_input_file"):  # Debian's work_queue, ndcctools < 7.5
-        ok = task.specify_input_file(str(local), remote, cache=True)
+        ok = task.specify_input_file(local_name, remote_name, cache=cache)
     elif hasattr(task, "add_input_file"):  # newer ndcctools.work_queue
-        ok = task.add_input_file(str(local), remote, cache=True)
+        ok = task.add_input_file(local_name, remote_name, cache=cache)
     else:
         raise UsageError(f"{type(task).__name__} is not a Work Queue task (no input-file method)")
     if ok is not None and not ok:
         # the C layer returns 0 when it refuses the file (e.g. an absolute remote name)
-        raise UsageError(f"Work Queue refused the input {local} as {remote!r}")
+        raise UsageError(f"Work Queue refused the input {local_name} as {remote_name!r}")
 
 
 def _set_command(task: Any, command: str) -> None:
@@ -170,6 +175,7 @@ def load_binding(dist_packages: Path = DEBIAN_DIST_PACKAGES) -> ModuleType:
 __all__ = [
     "RUNNER_NAME",
     "HasTarball",
+    "add_input_file",
     "load_binding",
     "runner_command",
     "runner_for",
