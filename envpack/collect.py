@@ -22,6 +22,7 @@ import importlib.util
 import os
 import posixpath
 import stat
+from collections.abc import Collection as Collection_
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,7 +140,9 @@ class Collector:
             self.spec.interpreter.prefix,
             str(Path(self.spec.interpreter.real_executable).parent.parent),
         }
-        for path, rel in _walk(root):
+        skip = {t for t in STDLIB_EXCLUDED if t not in wanted_tops}
+        skip |= {p.name for p in root.glob("config-*")}
+        for path, rel in _walk(root, skip):
             top = rel.split("/", 1)[0]
             if (top in STDLIB_EXCLUDED and top not in wanted_tops) or top.startswith("config-"):
                 continue
@@ -158,12 +161,22 @@ class Collector:
         self.out.empty_dirs.append(f"{self.stdlib_arc}/lib-dynload")
 
     def _dynload(self) -> None:
+        """lib-dynload modules in use, recognized by their directory's name.
+
+        Not by Interpreter.dynload alone: inside a venv, sysconfig's platstdlib (which it is
+        derived from) names the venv, whose lib-dynload does not exist.
+        """
         dynload = Path(self.spec.interpreter.dynload)
         for mod in self.spec.stdlib:
-            if not mod.path or not _is_under(mod.path, dynload):
+            if not mod.path:
                 continue
             path = Path(mod.path)
-            rel = path.relative_to(dynload).as_posix()
+            if _is_under(mod.path, dynload):
+                rel = path.relative_to(dynload).as_posix()
+            elif path.parent.name == "lib-dynload":
+                rel = path.name
+            else:
+                continue
             arc = f"{self.stdlib_arc}/lib-dynload/{rel}"
             if not path.is_file():
                 self.missing.append(f"{path} (stdlib module {mod.name})")
@@ -323,12 +336,14 @@ def _is_elf(path: Path) -> bool:
         return False
 
 
-def _walk(root: Path) -> Iterator[tuple[Path, str]]:
+def _walk(root: Path, skip_top: Collection_[str] = ()) -> Iterator[tuple[Path, str]]:
     """Files under ``root`` in a reproducible order, as (path, posix path relative to root)."""
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
         base = Path(dirpath)
         rel_dir = base.relative_to(root).as_posix()
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d not in skip_top]
+        dirnames.sort()
         for name in sorted(filenames):
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             yield base / name, rel

@@ -1,0 +1,500 @@
+"""build(): a real venv (PyYAML from PyPI, a console script, a gcc-built extension linking a
+private library) turned into a tarball, unpacked elsewhere and run with the build interpreter
+hidden. Specs are made by hand from the real venv (probe + importlib.metadata), so these tests
+depend on the analyzer's data model only, not on its walk.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from envpack.analyzer.interpreter import probe
+from envpack.archive import MANIFEST, SUMMARY
+from envpack.build import Environment, build
+from envpack.errors import BuildError, SpecError
+from envpack.relocate import runpath_of
+from envpack.spec import Distribution, LocalFile, NativeLib, Spec, StdlibModule
+from tests.wheels import build_wheel
+
+PYYAML = "PyYAML==6.0.2"
+PY = f"python{sys.version_info.major}.{sys.version_info.minor}"
+SYSTEM_LIBPYTHON = Path(f"/usr/lib/x86_64-linux-gnu/lib{PY}.so.1.0")
+
+LIBFOO_C = "int foo_answer(void) { return 42; }\n"
+EXT_C = r"""
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+int foo_answer(void);
+static PyObject *answer(PyObject *self, PyObject *args) { return PyLong_FromLong(foo_answer()); }
+static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, ""}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "fxnative", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_fxnative(void) { return PyModule_Create(&mod); }
+"""
+
+
+@dataclass(frozen=True)
+class Project:
+    """A real venv plus the user's code, and the Spec a build needs for it."""
+
+    root: Path
+    venv: Path
+    python: Path
+    site: Path
+    libdir: Path  # where the private libfoo.so lives on the build machine
+    spec: Spec
+
+
+def _run(*cmd: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+def compile_native(root: Path) -> tuple[Path, Path]:
+    """libfoo.so and an extension module linking it through an absolute RUNPATH, with gcc."""
+    libdir = root / "privlib"
+    libdir.mkdir(parents=True)
+    (root / "foo.c").write_text(LIBFOO_C)
+    (root / "ext.c").write_text(EXT_C)
+    libfoo = libdir / "libfoo.so"
+    _run("gcc", "-shared", "-fPIC", "-o", libfoo, root / "foo.c")
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    ext = root / f"fxnative{suffix}"
+    include = sysconfig.get_paths()["include"]
+    _run(
+        "gcc", "-shared", "-fPIC", f"-I{include}", "-o", ext, root / "ext.c",
+        f"-L{libdir}", "-lfoo", f"-Wl,-rpath,{libdir}",
+    )  # fmt: skip
+    return libfoo, ext
+
+
+def dynload_modules(python: Path, modules: list[str]) -> list[StdlibModule]:
+    """The lib-dynload extension modules that importing ``modules`` really loads."""
+    code = (
+        "import sys, json, os\n"
+        f"for m in {modules!r}: __import__(m)\n"
+        "print(json.dumps(sorted((n, m.__file__) for n, m in list(sys.modules.items())"
+        " if '/lib-dynload/' in (getattr(m, '__file__', None) or ''))))"
+    )
+    out = json.loads(_run(python, "-I", "-c", code).stdout)
+    return [StdlibModule(name=n, path=p, why=("test",)) for n, p in out]
+
+
+def distributions(site: Path, names: dict[str, tuple[str, ...]]) -> list[Distribution]:
+    """Distribution entries read with importlib.metadata from the venv's site-packages."""
+    out = []
+    for dist in importlib.metadata.distributions(path=[str(site)]):
+        name = dist.metadata["Name"]
+        if name not in names:
+            continue
+        files = tuple(sorted(str(f) for f in dist.files or ()))
+        size = sum((site / f).stat().st_size for f in files if (site / f).is_file())
+        out.append(
+            Distribution(
+                name=name,
+                version=dist.version,
+                location=str(site),
+                files=files,
+                size=size,
+                modules=names[name],
+                why=("proc", names[name][0]),
+            )
+        )
+    return sorted(out, key=lambda d: d.name)
+
+
+def make_project(root: Path) -> Project:
+    """A venv with PyYAML, a console-script distribution and a native one, plus local code."""
+    venv = root / "venv"
+    _run(sys.executable, "-m", "venv", "--without-pip", venv)
+    python = venv / "bin" / "python"
+    site = Path(
+        _run(
+            python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        ).stdout.strip()
+    )
+    libfoo, ext = compile_native(root / "native")
+    wheels = root / "wheels"
+    cli_src = root / "fxcli-src"
+    (cli_src / "src" / "fxcli").mkdir(parents=True)
+    (cli_src / "src" / "fxcli" / "__init__.py").write_text(
+        "def main():\n    import yaml, sys\n    print('fxcli', yaml.__version__, sys.prefix)\n"
+    )
+    build_wheel(
+        cli_src,
+        wheels,
+        metadata="Metadata-Version: 2.1\nName: fx-cli\nVersion: 1.0\n",
+        extra_files={
+            "fx_cli-1.0.dist-info/entry_points.txt": b"[console_scripts]\nfxcli = fxcli:main\n"
+        },
+    )
+    build_wheel(
+        root / "nothing",
+        wheels,
+        metadata="Metadata-Version: 2.1\nName: fx-native\nVersion: 2.0\n",
+        extra_files={ext.name: ext.read_bytes()},
+    )
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
+    _run(*pip, "--disable-pip-version-check", PYYAML)
+    _run(*pip, "--disable-pip-version-check", "--no-index", *sorted(wheels.glob("*.whl")))
+    ext_installed = site / ext.name
+    os.chmod(ext_installed, 0o755)
+
+    proj = root / "proj"
+    (proj / "helpers").mkdir(parents=True)
+    (proj / "helpers" / "__init__.py").write_text("")
+    (proj / "helpers" / "util.py").write_text("SCALE = 2\n")
+    (proj / "proc.py").write_text(
+        "import yaml, fxcli, fxnative\nfrom helpers.util import SCALE\n"
+        "class Proc:\n    pass\n"
+        "def run():\n    return fxnative.answer() * SCALE\n"
+    )
+    (proj / "corrections").mkdir()
+    (proj / "corrections" / "sf.json").write_text('{"sf": 1.5}\n')
+
+    target = probe(python).interpreter
+    local = (
+        LocalFile(str(proj / "proc.py"), "proc.py", "module", "root"),
+        LocalFile(str(proj / "helpers" / "__init__.py"), "helpers/__init__.py", "module", "pkg"),
+        LocalFile(str(proj / "helpers" / "util.py"), "helpers/util.py", "module", "proc.py:2"),
+        LocalFile(str(proj / "corrections" / "sf.json"), "corrections/sf.json", "data", "open"),
+    )
+    dists = distributions(
+        site, {"PyYAML": ("yaml",), "fx-cli": ("fxcli",), "fx-native": ("fxnative",)}
+    )
+    spec = Spec(
+        interpreter=target,
+        roots=(str(proj / "proc.py"),),
+        local=local,
+        distributions=tuple(dists),
+        stdlib=tuple(dynload_modules(python, ["yaml", "json", "tarfile"])),
+        native=(
+            NativeLib("libfoo.so", str(libfoo), "bundle", (str(ext_installed),)),
+            NativeLib("libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6", "system", ()),
+        ),
+    )
+    return Project(root, venv, python, site, libfoo.parent, spec)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return make_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="module")
+def built(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Environment:
+    return build(project.spec, tmp_path_factory.mktemp("out"), level=1)
+
+
+@pytest.fixture(scope="module")
+def unpacked(built: Environment, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("unpacked") / "somewhere" / "else"
+    dest.mkdir(parents=True)
+    _run("tar", "xzf", built.path, "-C", dest)
+    return dest
+
+
+def _can_hide() -> str | None:
+    if shutil.which("unshare") is None:
+        return "unshare not installed"
+    probe_run = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs none /mnt"], capture_output=True
+    )
+    if probe_run.returncode != 0:
+        return f"unshare --mount with tmpfs not permitted here: {probe_run.stderr.decode().strip()}"
+    return None
+
+
+def run_hidden(
+    hide: list[Path], cmd: list[str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` with tmpfs mounted over every dir in ``hide`` (a private mount namespace)."""
+    reason = _can_hide()
+    if reason:
+        pytest.skip(reason)
+    mounts = " && ".join(f"mount -t tmpfs none '{d}'" for d in hide)
+    script = f'{mounts} && exec "$@"'
+    return subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script, "sh", *cmd],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
+    )
+
+
+def build_prefixes(project: Project) -> list[Path]:
+    interp = project.spec.interpreter
+    return [Path(interp.base_prefix), project.venv, project.libdir]
+
+
+# -- layout -----------------------------------------------------------------------------------
+
+
+def test_layout_and_meta_first(built: Environment, unpacked: Path) -> None:
+    with tarfile.open(built.path) as tar:
+        names = tar.getnames()
+    assert names[:5] == [".envpack", SUMMARY, MANIFEST, ".envpack/links", ".envpack/spec.json"]
+    assert names[5:] == sorted(names[5:])
+    for name in ("python", "python3"):
+        assert os.readlink(unpacked / "bin" / name) == PY
+    assert (unpacked / "bin" / PY).is_file()
+    assert (unpacked / "lib" / f"lib{PY}.so.1.0").is_file()
+    assert (unpacked / "lib" / "libfoo.so").is_file()
+    assert (unpacked / "lib" / PY / "os.py").is_file()
+    assert not (unpacked / "lib" / PY / "test").exists()
+    assert (unpacked / "lib" / PY / "lib-dynload").is_dir()
+    assert (unpacked / "local" / "proc.py").is_file()
+    links = (unpacked / ".envpack" / "links").read_text().split()
+    assert links == ["local/corrections/sf.json"]
+
+
+def test_summary_and_manifest_match_contents(built: Environment, unpacked: Path) -> None:
+    summary = dict(line.split("=", 1) for line in (unpacked / SUMMARY).read_text().splitlines())
+    files = [p for p in unpacked.rglob("*") if p.is_file() or p.is_symlink()]
+    size = sum(p.stat().st_size for p in files if p.is_file() and not p.is_symlink())
+    assert summary["hash"] == built.hash
+    assert int(summary["files"]) == len(files) == built.files
+    assert int(summary["bytes"]) == size
+    manifest = json.loads((unpacked / MANIFEST).read_text())
+    assert manifest["schema"] == 1
+    assert len(manifest["files"]) == len(files) - 2  # all but the summary and the manifest
+    assert built.path.name == f"envpack-{built.hash}.tar.gz"
+
+
+def test_modes_and_owners_are_normalized(built: Environment) -> None:
+    with tarfile.open(built.path) as tar:
+        for m in tar.getmembers():
+            assert (m.uid, m.gid, m.uname, m.gname) == (0, 0, "", "")
+            assert m.mtime == 946684800
+            if m.isdir():
+                assert m.mode == 0o755
+            elif m.isfile():
+                assert m.mode in (0o644, 0o755), m.name
+
+
+def test_only_the_spec_distributions_ship(built: Environment, unpacked: Path) -> None:
+    site = unpacked / "lib" / PY / "site-packages"
+    tops = sorted(p.name for p in site.iterdir())
+    assert "pip" not in tops and "_distutils_hack" not in tops
+    assert "yaml" in tops and "fxcli" in tops
+    groups = {g.name: g for g in built.groups}
+    assert groups["PyYAML"].version == "6.0.2" and groups["PyYAML"].files > 10
+
+
+# -- self-contained and relocatable ------------------------------------------------------------
+
+
+def test_runs_with_build_interpreter_hidden(project: Project, unpacked: Path) -> None:
+    """Every shipped top-level module imports, with pyenv, the venv and libfoo's dir hidden."""
+    python = unpacked / "bin" / "python"
+    code = (
+        "import yaml, fxcli, fxnative, proc, helpers.util, json, tarfile, sys;"
+        "print(proc.run(), yaml.safe_load('a: 1'), sys.prefix)"
+    )
+    res = run_hidden(build_prefixes(project), [str(python), "-I", "-c", code])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["84", "{'a':", "1}", str(unpacked)]
+
+
+def test_shipped_libpython_is_loaded_not_the_system_one(project: Project, unpacked: Path) -> None:
+    if not SYSTEM_LIBPYTHON.exists():
+        pytest.skip(f"no system {SYSTEM_LIBPYTHON.name} to be confused with")
+    code = "print(open('/proc/self/maps').read())"
+    res = run_hidden(build_prefixes(project), [str(unpacked / "bin" / PY), "-I", "-c", code])
+    assert res.returncode == 0, res.stderr
+    maps = {line.split()[-1] for line in res.stdout.splitlines() if "libpython" in line}
+    assert maps == {str(unpacked / "lib" / f"lib{PY}.so.1.0")}
+
+
+def test_elf_run_paths_are_origin_relative(unpacked: Path) -> None:
+    assert runpath_of(unpacked / "bin" / PY) == ["$ORIGIN/../lib"]
+    ext = next((unpacked / "lib" / PY / "site-packages").glob("fxnative*.so"))
+    assert runpath_of(ext) == ["$ORIGIN/../.."]  # site-packages -> lib/
+
+
+def test_console_script_trampoline_after_moving(
+    project: Project, unpacked: Path, tmp_path: Path
+) -> None:
+    moved = tmp_path / "moved"
+    shutil.copytree(unpacked, moved, symlinks=True)
+    script = moved / "bin" / "fxcli"
+    assert str(project.venv) not in script.read_text()
+    res = run_hidden(build_prefixes(project), [str(script)])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["fxcli", "6.0.2", str(moved)]
+
+
+def test_no_build_path_in_startup_text_files(project: Project, unpacked: Path) -> None:
+    interp = project.spec.interpreter
+    needles = {interp.base_prefix, str(project.venv), str(project.root)}
+    startup = list(unpacked.glob(f"lib/{PY}/site-packages/*.pth"))
+    startup += list(unpacked.glob(f"lib/{PY}/_sysconfigdata_*.py"))
+    startup += list(unpacked.glob("pyvenv.cfg"))
+    assert len(startup) >= 2
+    for path in startup:
+        text = path.read_text()
+        assert not [n for n in needles if n in text], path
+    # sysconfig still answers, with the env's own prefix
+    code = "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"
+    res = _run(unpacked / "bin" / "python", "-I", "-c", code)
+    assert res.stdout.strip() == str(unpacked / "lib")
+
+
+def test_pycs_are_used_not_rewritten(unpacked: Path, tmp_path: Path) -> None:
+    """Shipped pycs are unchecked-hash: valid at any mtime, so nothing is recompiled."""
+    moved = tmp_path / "ro"
+    shutil.copytree(unpacked, moved, symlinks=True)
+    before = sorted(p.name for p in moved.rglob("*.pyc"))
+    assert any(name.startswith("__init__.cpython") for name in before)
+    _run(moved / "bin" / "python", "-I", "-c", "import yaml, json, tarfile")
+    after = sorted(p.name for p in moved.rglob("*.pyc"))
+    assert after == before
+
+
+# -- determinism and cache --------------------------------------------------------------------
+
+
+def test_same_spec_twice_is_byte_identical(
+    project: Project, built: Environment, tmp_path: Path
+) -> None:
+    again = build(project.spec, tmp_path, level=1)
+    assert not again.cached
+    assert again.path.read_bytes() == built.path.read_bytes()
+
+
+def test_timestamps_do_not_leak(project: Project, built: Environment, tmp_path: Path) -> None:
+    """Touching every shipped local file changes nothing: no mtime reaches the tarball."""
+    for item in project.spec.local:
+        os.utime(item.path, (1_700_000_000, 1_700_000_000))
+    again = build(project.spec, tmp_path, level=1)
+    assert again.path.read_bytes() == built.path.read_bytes()
+
+
+def test_content_change_changes_the_hash(
+    project: Project, built: Environment, tmp_path: Path
+) -> None:
+    src = tmp_path / "proc2.py"
+    src.write_text("VALUE = 2\n")
+    spec = replace(
+        project.spec, local=(*project.spec.local, LocalFile(str(src), "proc2.py", "module", "t"))
+    )
+    env = build(spec, tmp_path / "out", level=1)
+    assert env.hash != built.hash
+
+
+def test_build_cache_hit(project: Project, built: Environment) -> None:
+    stamp = built.path.stat().st_mtime_ns
+    again = build(project.spec, built.path.parent)
+    assert again.cached and again.path == built.path and again.hash == built.hash
+    assert built.path.stat().st_mtime_ns == stamp
+
+
+def test_source_date_epoch_is_honoured(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234567890")
+    env = build(project.spec, tmp_path, level=1)
+    with tarfile.open(env.path) as tar:
+        assert {m.mtime for m in tar.getmembers()} == {1234567890}
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def test_newer_schema_is_refused(project: Project, tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="newer"):
+        build(replace(project.spec, schema=99), tmp_path)
+    raw = json.loads(project.spec.to_json())
+    raw["schema"] = 2
+    with pytest.raises(SpecError, match="schema 2 is newer"):
+        Spec.from_json(json.dumps(raw))
+
+
+def test_vanished_files_are_all_named(project: Project, tmp_path: Path) -> None:
+    gone_a = tmp_path / "gone_a.py"
+    gone_b = tmp_path / "gone_b.json"
+    spec = replace(
+        project.spec,
+        local=(
+            *project.spec.local,
+            LocalFile(str(gone_a), "gone_a.py", "module", "t"),
+            LocalFile(str(gone_b), "gone_b.json", "data", "t"),
+        ),
+    )
+    with pytest.raises(BuildError) as info:
+        build(spec, tmp_path / "out")
+    assert str(gone_a) in str(info.value) and str(gone_b) in str(info.value)
+    assert "2 file(s)" in str(info.value)
+    assert not list((tmp_path / "out").glob("envpack-*.tar.gz"))
+
+
+def test_unwritable_output_dir(project: Project, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(BuildError, match="cannot create output dir"):
+        build(project.spec, blocker / "sub")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores modes: a read-only bind mount instead
+            res = subprocess.run(
+                [
+                    "unshare",
+                    "--mount",
+                    "sh",
+                    "-c",
+                    f"mount --bind -o ro '{ro}' '{ro}' && touch '{ro}/x'",
+                ],
+                capture_output=True,
+            )
+            assert res.returncode != 0
+        else:
+            with pytest.raises(BuildError, match="not writable"):
+                build(project.spec, ro)
+    finally:
+        ro.chmod(0o755)
+
+
+def test_disk_full_leaves_nothing(project: Project, tmp_path: Path) -> None:
+    """A 2 MB tmpfs: the build fails with a clear error and no partial file is left behind."""
+    reason = _can_hide()
+    if reason:
+        pytest.skip(reason)
+    small = tmp_path / "small"
+    small.mkdir()
+    spec_file = tmp_path / "spec.json"
+    project.spec.write(spec_file)
+    code = (
+        "import sys, os\n"
+        "from pathlib import Path\n"
+        "from envpack.build import build\n"
+        "from envpack.errors import BuildError\n"
+        "from envpack.spec import Spec\n"
+        f"try:\n    build(Spec.read(Path({str(spec_file)!r})), {str(small)!r}, level=1)\n"
+        "except BuildError as e:\n    print('ERR', e)\n"
+        f"print('LEFT', sorted(os.listdir({str(small)!r})))\n"
+    )
+    script = f"mount -t tmpfs -o size=2m none '{small}' && exec \"$@\""
+    res = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script, "sh", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    assert res.returncode == 0, res.stderr
+    assert "ERR no space left on device" in res.stdout
+    left = res.stdout.split("LEFT", 1)[1].strip()
+    assert ".part" not in left and ".tar.gz" not in left
+    assert errno.ENOSPC  # the errno the builder maps to this message
