@@ -17,6 +17,7 @@ from envpack.analyzer.interpreter import Target, probe
 from envpack.errors import UsageError
 from envpack.spec import (
     Distribution,
+    Interpreter,
     LazyImport,
     LocalFile,
     Spec,
@@ -49,13 +50,18 @@ def analyze(
 
     project = project_settings(roots[0].parent)
     merged_hints: dict[str, list[str]] = {k: list(v) for k, v in project.hints.items()}
-    for mod, targets in (hints or {}).items():
-        merged_hints.setdefault(mod, []).extend(targets)
+    for hinted, targets in (hints or {}).items():
+        merged_hints.setdefault(hinted, []).extend(targets)
     lazy_names = _expand_names({*project.include_lazy, *include_lazy}, index)
     # Hint targets may name distributions ("uproot.extras=zstandard" or "=python-xxhash").
     hint_modules = {m: tuple(_expand_names(t, index)) for m, t in merged_hints.items()}
 
-    graph = find_imports(roots, target, include_lazy=lazy_names, hints=hint_modules)
+    graph = find_imports(
+        roots,
+        target,
+        include_lazy="all" if "all" in lazy_names else lazy_names,
+        hints=hint_modules,
+    )
 
     warnings: list[str] = list(graph.warnings)
     errors: list[str] = []
@@ -79,30 +85,32 @@ def analyze(
         if mod.path is None:
             continue  # a namespace package: its portions carry the files
         owner = index.owner(mod.path)
-        if mod.kind == "local" or (owner is None and mod.kind == "site"):
-            if owner is not None and owner.editable_roots:
+        in_editable_tree = owner is not None and index.is_editable_source(mod.path)
+        if mod.kind == "local" or owner is None or in_editable_tree:
+            if owner is not None and in_editable_tree:
                 editable.add(owner.key)
                 choose(owner, name, chain)
             arc = _module_arcname(name, mod.path, mod.is_package)
             local[arc] = LocalFile(
                 path=mod.path, arcname=arc, kind="module", why=_why_text(chain, mod.site)
             )
-            if owner is None and mod.kind == "site":
+            if owner is None and mod.kind != "local":
                 warnings.append(f"{mod.path}: on sys.path but in no distribution's RECORD")
             continue
-        if owner is not None:
-            choose(owner, name, chain)
+        choose(owner, name, chain)
 
-    for miss in graph.hint_misses:
-        dist = index.get(miss.module)
+    for hint in graph.hint_misses:
+        dist = index.get(hint.target)
         if dist is not None:
-            choose(dist, dist.top_level[0] if dist.top_level else dist.name, (miss.source,))
+            choose(dist, dist.top_level[0] if dist.top_level else dist.name, (hint.hinted,))
         else:
-            warnings.append(f"hint {miss.source}={miss.module}: no such module or distribution")
+            warnings.append(f"hint {hint.hinted}={hint.target}: no such module or distribution")
 
     for miss in graph.missing:
         where = f"{miss.site}: " if miss.site else ""
         via = f" (via {' -> '.join(miss.chain)})" if len(miss.chain) > 1 else ""
+        if miss.optional and _in_stdlib(miss.site, interp):
+            continue  # the stdlib's own platform fallbacks ('nt' in os.py): not the user's concern
         if miss.optional:
             warnings.append(f"{where}optional import '{miss.module}' is not installed{via}")
         else:
@@ -111,9 +119,9 @@ def analyze(
             )
 
     for data in graph.data_files:
-        local[data.arcname] = LocalFile(
-            path=data.path, arcname=data.arcname, kind="data", why=f"opened at {data.site}"
-        )
+        for path, arc in _data_tree(data.path, data.relpath, data.is_dir):
+            why = f"opened at {data.site}"
+            local[arc] = LocalFile(path=path, arcname=arc, kind="data", why=why)
 
     env = marker_environment(interp)
     dists: list[Distribution] = []
@@ -247,6 +255,26 @@ def _module_arcname(name: str, path: str, is_package: bool) -> str:
 def _why_text(chain: Sequence[str], site: str | None) -> str:
     text = "imported by " + " -> ".join(chain[:-1]) if len(chain) > 1 else "a processor file"
     return f"{text} ({site})" if site and len(chain) > 1 else text
+
+
+def _data_tree(path: str, relpath: str, is_dir: bool) -> list[tuple[str, str]]:
+    """A data file as (source, arcname); a directory as every file under it, in sorted order."""
+    rel = os.path.normpath(relpath)
+    if not is_dir:
+        return [(path, rel)]
+    found: list[tuple[str, str]] = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            found.append((full, os.path.join(rel, os.path.relpath(full, path))))
+    return found
+
+
+def _in_stdlib(site: str, interp: Interpreter) -> bool:
+    path = os.path.realpath(site.rsplit(":", 1)[0]) if site else ""
+    stdlib_dirs = {os.path.realpath(d) for d in (interp.stdlib, interp.platstdlib)}
+    return any(path.startswith(d + os.sep) for d in stdlib_dirs) and "-packages" not in path
 
 
 def _is_ext(path: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +57,7 @@ class DistIndex:
             for root in installed.editable_roots:
                 self._editable.append((_norm(root) + os.sep, installed))
 
-    def __iter__(self) -> Iterable[InstalledDist]:
+    def __iter__(self) -> Iterator[InstalledDist]:
         return iter(sorted(self._by_name.values(), key=lambda d: d.key))
 
     def get(self, name: str) -> InstalledDist | None:
@@ -70,6 +70,11 @@ class DistIndex:
         if found is not None:
             return found
         return next((d for root, d in self._editable if key.startswith(root)), None)
+
+    def is_editable_source(self, path: str | os.PathLike[str]) -> bool:
+        """True for a file of an editable install's source tree (not in any RECORD)."""
+        key = _norm(path)
+        return key not in self._owner and any(key.startswith(root) for root, _ in self._editable)
 
     def modules_of(self, name: str) -> tuple[str, ...]:
         """Top-level import names a distribution provides (for --include-lazy DIST, hints)."""

@@ -25,7 +25,11 @@ if sysconfig.get_config_var("Py_ENABLE_SHARED"):
         if d and name and os.path.exists(os.path.join(d, name)):
             libpython = os.path.realpath(os.path.join(d, name))
             break
-paths = sysconfig.get_paths()
+# The base install's paths: in a venv, plain get_paths() puts platstdlib in the venv.
+paths = sysconfig.get_paths(vars={
+    "base": sys.base_prefix, "platbase": sys.base_exec_prefix,
+    "installed_base": sys.base_prefix, "installed_platbase": sys.base_exec_prefix,
+})
 dynload = os.path.join(paths["platstdlib"], "lib-dynload")
 print(json.dumps({
     "implementation": sys.implementation.name,

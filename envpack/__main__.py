@@ -1,0 +1,5 @@
+"""`python -m envpack` runs the CLI."""
+
+from envpack.cli.main import main
+
+main()

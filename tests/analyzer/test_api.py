@@ -1,0 +1,161 @@
+"""analyze() end to end on the fixture venv: the policy's hard cases, as a user meets them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envpack.analyzer.api import analyze, parse_hint, project_settings
+from envpack.errors import UsageError
+from tests.conftest import FixtureVenv
+
+
+def _proc(tmp_path: Path, body: str, name: str = "proc.py") -> Path:
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+def _names(spec: object) -> set[str]:
+    return {d.name for d in spec.distributions}  # type: ignore[attr-defined]
+
+
+def test_ships_what_runs_and_nothing_else(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    proc = _proc(tmp_path, "import fxcore\nimport fxns.a\n")
+    spec = analyze([proc], python=fixture_venv.python)
+    assert spec.complete, spec.errors
+    # yaml -> PyYAML; fxensured through a function fxcore calls at import; one namespace portion
+    assert _names(spec) == {"fx-core", "PyYAML", "fx-ensured", "fx-ns-a"}
+    core = spec.distribution("fx-core")
+    assert core is not None
+    assert core.why == ("proc", "fxcore")
+    reasons = {r.name: r.reason for r in core.left_out}
+    assert reasons["fx-typing-only"] == "installed, not imported"  # TYPE_CHECKING only
+    assert reasons["fx-lazydep"] == "installed, not imported"  # lazy, listed below instead
+    assert any(lz.module == "fxlazy" and lz.distribution == "fx-lazydep" for lz in spec.lazy)
+    assert [f.arcname for f in spec.local] == ["proc.py"]
+
+
+def test_include_lazy_by_distribution_name(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    proc = _proc(tmp_path, "import fxcore\n")
+    spec = analyze([proc], python=fixture_venv.python, include_lazy=["fx-lazydep"])
+    assert "fx-lazydep" in _names(spec)
+    assert "fx-lazydep" in _names(analyze([proc], python=fixture_venv.python, include_lazy=["all"]))
+
+
+def test_hint_can_name_a_distribution(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    proc = _proc(tmp_path, "import fxcore\n")
+    spec = analyze([proc], python=fixture_venv.python, hints={"fxcore": ["fx-unused"]})
+    assert "fx-unused" in _names(spec)
+    assert "fx-unused" not in _names(analyze([proc], python=fixture_venv.python))
+
+
+def test_project_settings_hints(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.envpack]\nhints = { fxcore = ["fxunused"] }\ninclude-lazy = ["fxlazy"]\n'
+    )
+    proc = _proc(tmp_path, "import fxcore\n")
+    assert {"fx-unused", "fx-lazydep"} <= _names(analyze([proc], python=fixture_venv.python))
+
+
+def test_bad_project_settings_are_usage_errors(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.envpack]\nhints = { fxcore = "x" }\n')
+    with pytest.raises(UsageError, match="hints must map"):
+        project_settings(tmp_path)
+
+
+def test_editable_install_ships_source_as_local(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    spec = analyze([_proc(tmp_path, "import fxedit\n")], python=fixture_venv.python)
+    edit = spec.distribution("fx-edit")
+    assert edit is not None
+    assert edit.editable
+    assert all(".dist-info" in f for f in edit.files)
+    local = {f.arcname: f.path for f in spec.local}
+    assert local["fxedit/__init__.py"] == str(fixture_venv.editable_src / "fxedit" / "__init__.py")
+    assert "fx-ensured" in _names(spec)  # the editable code's own imports are followed
+
+
+def test_every_missing_import_reported_with_location(
+    fixture_venv: FixtureVenv, tmp_path: Path
+) -> None:
+    proc = _proc(tmp_path, "import json\nimport nope_a\n\ndef f():\n    import nope_b\n")
+    spec = analyze([proc], python=fixture_venv.python)
+    assert not spec.complete
+    assert any(f"{proc}:2:" in e and "nope_a" in e for e in spec.errors)
+    assert any(f"{proc}:5:" in e and "nope_b" in e for e in spec.errors)
+
+
+def test_optional_absent_import_is_a_warning(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    body = "try:\n    import nope_fast\nexcept ImportError:\n    nope_fast = None\n"
+    spec = analyze([_proc(tmp_path, body)], python=fixture_venv.python)
+    assert spec.complete
+    assert any("nope_fast" in w and "optional" in w for w in spec.warnings)
+    assert not any("'nt'" in w for w in spec.warnings)  # the stdlib's own fallbacks stay quiet
+
+
+def test_local_helpers_and_data_files(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    (tmp_path / "helpers").mkdir()
+    (tmp_path / "helpers" / "__init__.py").write_text("from .calib import K\n")
+    (tmp_path / "helpers" / "calib.py").write_text("K = 2\n")
+    (tmp_path / "corrections").mkdir()
+    (tmp_path / "corrections" / "sf.json").write_text("{}")
+    body = 'import json\nfrom helpers import K\nSF = json.load(open("corrections/sf.json"))\n'
+    spec = analyze([_proc(tmp_path, body)], python=fixture_venv.python)
+    kinds = {f.arcname: f.kind for f in spec.local}
+    assert kinds == {
+        "proc.py": "module",
+        "helpers/__init__.py": "module",
+        "helpers/calib.py": "module",
+        "corrections/sf.json": "data",
+    }
+
+
+def test_native_libraries_of_shipped_extensions(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    spec = analyze([_proc(tmp_path, "import yaml\n")], python=fixture_venv.python)
+    kinds = {n.soname: n.kind for n in spec.native}
+    assert kinds.get("libc.so.6") == "system"
+    assert spec.glibc is not None
+    libpython = [n for n in spec.native if n.soname.startswith("libpython")]
+    if spec.interpreter.libpython:  # built shared, as the pyenv Python here is
+        assert libpython
+        assert libpython[0].kind == "bundle"
+
+
+def test_two_analyses_are_byte_identical(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    proc = _proc(tmp_path, "import fxcore\nimport fxns.a\n")
+    first = analyze([proc], python=fixture_venv.python).to_json()
+    assert analyze([proc], python=fixture_venv.python).to_json() == first
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("proc.py", None, "no such file"),
+        ("data.txt", "x", "not a Python source file"),
+    ],
+)
+def test_bad_paths_are_usage_errors(
+    tmp_path: Path, name: str, content: str | None, message: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError, match=message):
+        analyze([path])
+
+
+def test_syntax_error_names_file_line_col(tmp_path: Path) -> None:
+    proc = _proc(tmp_path, "import json\n\ndef f(:\n    pass\n")
+    with pytest.raises(UsageError, match=rf"{proc}:3:\d+"):
+        analyze([proc])
+
+
+@pytest.mark.parametrize("bad", ["x", "=a", "x=", "x=,"])
+def test_parse_hint_rejects_malformed(bad: str) -> None:
+    with pytest.raises(UsageError):
+        parse_hint(bad)
+
+
+def test_parse_hint() -> None:
+    assert parse_hint("uproot.extras=lz4, zstandard") == ("uproot.extras", ("lz4", "zstandard"))
