@@ -10,6 +10,7 @@ processor can undercut by much.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -92,9 +93,15 @@ def _record_index(site_dirs: Iterable[str]) -> tuple[dict[str, Owner], dict[str,
     for dist in metadata.distributions(path=list(site_dirs)):
         name = dist.metadata["Name"]
         versions[name] = dist.version
-        for f in dist.files or ():
-            real = os.path.realpath(dist.locate_file(f))
-            in_meta = any(part.endswith(".dist-info") for part in Path(str(f)).parts)
+        # realpath once per distribution, not per file: 46k realpath calls take seconds.
+        base = os.path.realpath(str(dist.locate_file("")))
+        record = dist.read_text("RECORD") or ""
+        for row in csv.reader(record.splitlines()):
+            if not row:
+                continue
+            rel = row[0]
+            real = os.path.normpath(os.path.join(base, rel))
+            in_meta = ".dist-info/" in rel
             index[real] = Owner("metadata" if in_meta else "dist", name)
     return index, versions
 
@@ -191,9 +198,10 @@ def needed_dists(run: Trace, startup: Trace) -> set[str]:
     return {d for d, files in run.dists().items() if not set(files) <= set(base.get(d, ()))}
 
 
-def tar_lower_bound(run: Trace, out: Path) -> tuple[int, float]:
-    """tar czf of the lower-bound files; (bytes, seconds)."""
-    members = [p.lstrip("/") for p in run.lower_bound_files()]
+def tar_lower_bound(run: Trace, out: Path, kinds: Sequence[str] = ()) -> tuple[int, float]:
+    """tar czf of the lower-bound files (or only those of ``kinds``); (bytes, seconds)."""
+    files = run.files(*kinds) if kinds else run.lower_bound_files()
+    members = [p.lstrip("/") for p in files]
     listing = out.with_suffix(".list")
     listing.write_text("".join(m + "\n" for m in members))
     t0 = time.perf_counter()

@@ -1,0 +1,194 @@
+"""Benchmark `envpack build` on the coffea 0.7 processor (issue 3's targets), all in one run.
+
+Measures, against baselines taken in the same run:
+  * size and time of `envpack build` vs `tar czf` of the whole venv (what conda-pack and
+    python_package_create users ship today, without the interpreter);
+  * the "traced lower bound": the files one real run of the processor used (interpreter,
+    stdlib, distributions, local code and data, non-system native libraries), tar czf'd;
+  * a warm rebuild (the tarball is already in the output dir: a cache hit);
+  * whether two cold builds are byte-identical.
+Targets: tarball <= 1.3x the lower bound; build <= 25% of tar czf of the venv; warm < 2 s.
+
+usage: python3 bench/build.py [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import _env, _trace
+
+
+def _canon(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def envpack(args: list[str], cache_home: Path) -> tuple[float, str]:
+    env = _env.envpack_env()
+    env["XDG_CACHE_HOME"] = str(cache_home)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [*_env.envpack_cmd(), *args], cwd=_env.PROCESSORS, env=env, capture_output=True, text=True
+    )
+    dt = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"[bench] envpack {args[0]} failed ({proc.returncode})")
+    return dt, proc.stdout
+
+
+def tarball(out: Path) -> Path:
+    found = sorted(out.glob("envpack-*.tar*"))
+    if len(found) != 1:
+        raise SystemExit(f"[bench] expected one tarball in {out}, found {found}")
+    return found[0]
+
+
+def sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def profile_build(spec_path: Path, tmp: Path) -> str:
+    import cProfile
+    import io
+    import pstats
+
+    sys.path.insert(0, str(_env.REPO))
+    from envpack.build import build
+    from envpack.spec import Spec
+
+    spec = Spec.read(spec_path)
+    prof = cProfile.Profile()
+    prof.enable()
+    build(spec, tmp / "prof-out")
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
+    return buf.getvalue()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", action="store_true", help="also print a cProfile of a build")
+    args = ap.parse_args()
+
+    python = _env.ensure_venv()
+    data = _env.ensure_data()
+    _env.log("tracing one real run of the processor")
+    run = _trace.trace(python, _env.PROCESSORS, _env.DRIVER, [str(f) for f in data])
+
+    with tempfile.TemporaryDirectory(prefix="envpack-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        _env.log("tar czf of the traced lower bound")
+        lb_size, lb_time = _trace.tar_lower_bound(run, tmp / "lower-bound.tar.gz")
+
+        spec_path = tmp / "envpack.json"
+        _env.log("envpack analyze (to get the Spec)")
+        envpack(
+            ["analyze", str(_env.PROCESSOR), "-o", str(spec_path), "--python", str(python)],
+            tmp / "xdg-analyze",
+        )
+        spec = json.loads(spec_path.read_text())
+
+        _env.log("envpack build, cold (twice, into fresh dirs)")
+        builds = []
+        for i in (1, 2):
+            out = tmp / f"out{i}"
+            dt, stdout = envpack(["build", str(spec_path), "-o", str(out)], tmp / f"xdg-build{i}")
+            builds.append((dt, tarball(out), stdout))
+        _env.log("envpack build, warm (cache hit)")
+        warm = min(
+            envpack(["build", str(spec_path), "-o", str(tmp / "out1")], tmp / "xdg-build1")[0]
+            for _ in range(3)
+        )
+
+        _env.log(f"tar czf of the whole venv ({_env.VENV})")
+        venv_tar = tmp / "venv.tar.gz"
+        venv_time = _env.tar_czf(_env.VENV, None, venv_tar)
+        venv_size = venv_tar.stat().st_size
+        venv_bytes = sum(
+            (Path(d) / f).stat().st_size
+            for d, _, fs in os.walk(_env.VENV)
+            for f in fs
+            if not (Path(d) / f).is_symlink()
+        )
+        prof = profile_build(spec_path, tmp) if args.profile else ""
+
+        cold = min(b[0] for b in builds)
+        env_tar = builds[0][1]
+        env_size = env_tar.stat().st_size
+        identical = sha(builds[0][1]) == sha(builds[1][1])
+        build_stdout = builds[0][2]
+
+    # Where the bytes go: shipped (Spec) vs traced, per distribution, uncompressed.
+    traced = {_canon(d): sum(os.path.getsize(p) for p in fs) for d, fs in run.dists().items()}
+    rows = sorted(
+        (
+            (d["size"] - traced.get(_canon(d["name"]), 0), d["name"], d["size"])
+            for d in spec["distributions"]
+        ),
+        reverse=True,
+    )
+
+    print("## envpack build: coffea 0.7 dimuon processor")
+    print(f"machine: {_env.machine()}")
+    print(
+        f"whole venv: {_env.mb(venv_bytes)} on disk; tar czf {_env.mb(venv_size)} "
+        f"in {venv_time:.1f} s"
+    )
+    print(
+        f"traced lower bound: {len(run.lower_bound_files())} files, tar czf {_env.mb(lb_size)} "
+        f"in {lb_time:.1f} s"
+    )
+    print(
+        f"envpack build (cold, best of 2): {cold:.1f} s "
+        f"({', '.join(f'{b[0]:.1f}' for b in builds)}); tarball {env_tar.name}: {_env.mb(env_size)}"
+    )
+    print(
+        f"  = {env_size / lb_size:.2f}x the lower bound, {env_size / venv_size:.2f}x the venv "
+        f"tar.gz; time {cold / venv_time:.0%} of tar czf of the venv"
+    )
+    print(f"envpack build (warm, cache hit, best of 3): {warm:.2f} s")
+    print(f"two cold builds byte-identical: {identical}")
+    print("largest shipped-but-untraced bytes per distribution (uncompressed):")
+    for extra, name, size in rows[:8]:
+        print(f"  {name:<20} shipped {_env.mb(size):>10}  not used by the run {_env.mb(extra):>10}")
+    tail = [line for line in build_stdout.splitlines() if line.strip()][-3:]
+    print("envpack build said (last lines): " + " | ".join(tail))
+    print()
+    print(
+        _env.verdict(
+            "tarball <= 1.3x traced lower bound",
+            env_size <= 1.3 * lb_size,
+            f"{env_size / lb_size:.2f}x ({_env.mb(env_size)} vs {_env.mb(lb_size)})",
+        )
+    )
+    print(
+        _env.verdict(
+            "build <= 25% of tar czf of the venv",
+            cold <= 0.25 * venv_time,
+            f"{cold / venv_time:.0%} ({cold:.1f} s vs {venv_time:.1f} s)",
+        )
+    )
+    print(_env.verdict("warm rebuild < 2 s", warm < 2.0, f"{warm:.2f} s"))
+    print(_env.verdict("deterministic", identical, "byte-identical" if identical else "differ"))
+    if prof:
+        print("\n## cProfile of one build (cumulative)\n" + prof)
+
+
+if __name__ == "__main__":
+    main()
