@@ -89,24 +89,40 @@ def build(
     if spec.interpreter.conda:
         from envpack.conda import build_conda
 
-        return build_conda(spec, out_dir, compress=compress, level=level, progress=progress)
-
-    out = _out_dir(Path(out_dir))
-    with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
-        collection = collect(spec, Path(stage), runner_script("run_in_env.sh"))
-        records = archive.digest_entries(collection.entries, progress)
-        manifest = archive.manifest_bytes(records)
-        env_hash = archive.manifest_hash(manifest)
-        final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
-        runner = _copy_runner(out)
-        if final.is_file():
-            return _environment(spec, final, env_hash, records, True, collection.warnings, runner)
-        summary = archive.summary_bytes(env_hash, records, {MANIFEST: manifest})
-        meta = [(SUMMARY, summary), (MANIFEST, manifest)]
-        write_atomic(
-            final,
-            lambda fh: _write(fh, compress, level, meta, collection, records, progress),
+        env: Environment = build_conda(
+            spec, out_dir, compress=compress, level=level, progress=progress
         )
+        return env
+
+    with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
+        out = _out_dir(Path(out_dir))
+        collection = collect(spec, Path(stage), runner_script("run_in_env.sh"))
+        return assemble(spec, out, collection, compress=compress, level=level, progress=progress)
+
+
+def assemble(
+    spec: Spec,
+    out: Path,
+    collection: Collection,
+    *,
+    compress: Compression = "gzip",
+    level: int | None = None,
+    progress: Progress | None = None,
+) -> Environment:
+    """Digest, name, cache-check and write collected entries (shared by the conda backend)."""
+    records = archive.digest_entries(collection.entries, progress)
+    manifest = archive.manifest_bytes(records)
+    env_hash = archive.manifest_hash(manifest)
+    final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
+    runner = _copy_runner(out)
+    if final.is_file():
+        return _environment(spec, final, env_hash, records, True, collection.warnings, runner)
+    summary = archive.summary_bytes(env_hash, records, {MANIFEST: manifest})
+    meta = [(SUMMARY, summary), (MANIFEST, manifest)]
+    write_atomic(
+        final,
+        lambda fh: _write(fh, compress, level, meta, collection, records, progress),
+    )
     return _environment(spec, final, env_hash, records, False, collection.warnings, runner)
 
 
@@ -230,7 +246,10 @@ def source_size(spec: Spec) -> int:
         if root.is_file():
             total += root.stat().st_size
             continue
-        for dirpath, _dirs, files in os.walk(root):
+        for dirpath, dirs, files in os.walk(root):
+            if Path(dirpath) == Path(interp.stdlib) and root != Path(interp.prefix):
+                # the base interpreter's own site-packages is not part of a venv's env
+                dirs[:] = [d for d in dirs if d != "site-packages"]
             for name in files:
                 try:
                     st = os.lstat(os.path.join(dirpath, name))
@@ -241,4 +260,4 @@ def source_size(spec: Spec) -> int:
     return total
 
 
-__all__ = ["Environment", "GroupSize", "build", "source_size", "write_atomic"]
+__all__ = ["Environment", "GroupSize", "assemble", "build", "source_size", "write_atomic"]

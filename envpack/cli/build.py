@@ -1,0 +1,110 @@
+"""`envpack build`: a Spec (or processor files, analyzed on the way) in, a tarball path out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from envpack.errors import AnalysisError, EnvpackError, SpecError, UsageError
+from envpack.spec import Spec
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _load_spec(inputs: tuple[Path, ...]) -> Spec:
+    if not inputs:
+        inputs = (Path("envpack.json"),)
+    py = [p for p in inputs if p.suffix == ".py"]
+    other = [p for p in inputs if p.suffix != ".py"]
+    if py and other:
+        raise UsageError("give either processor .py files or one Spec file, not both")
+    if py:
+        from envpack.analyzer.api import analyze
+
+        return analyze(py)
+    if len(other) > 1:
+        raise UsageError("give one Spec file")
+    if not other[0].exists():
+        raise UsageError(f"no Spec at {other[0]} (run `envpack analyze PROC.py` first)")
+    return Spec.read(other[0])
+
+
+@click.command("build")
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_dir", default=".", type=click.Path(path_type=Path),
+              show_default=True, help="Directory for the tarball and envpack-run.")  # fmt: skip
+@click.option("--compress", type=click.Choice(["gzip", "zstd"]), default="gzip", show_default=True)
+@click.option("--level", type=click.IntRange(1, 22), default=None, help="Compression level.")
+def build_command(
+    inputs: tuple[Path, ...], out_dir: Path, compress: str, level: int | None
+) -> None:
+    """Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py files."""
+    from envpack.build import build, source_size
+
+    err = Console(stderr=True)
+    try:
+        spec = _load_spec(inputs)
+    except (UsageError, SpecError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise SystemExit(2) from None
+    except AnalysisError as exc:
+        err.print(f"[red]analysis found problems:[/]\n{exc}")
+        raise SystemExit(2) from None
+    if spec.errors:
+        err.print("[red]the Spec is incomplete; fix these and re-analyze:[/]")
+        for problem in spec.errors:
+            err.print(f"  {problem}")
+        raise SystemExit(2)
+    if compress == "gzip" and level is not None and level > 9:
+        err.print("[red]error:[/] gzip levels are 1-9")
+        raise SystemExit(2)
+
+    with Progress(
+        TextColumn("{task.description:8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, object] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)  # type: ignore[arg-type]
+
+        try:
+            env = build(spec, out_dir, compress=compress, level=level, progress=progress)  # type: ignore[arg-type]
+        except SpecError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise SystemExit(2) from None
+        except EnvpackError as exc:
+            err.print(f"[red]build failed:[/] {exc}")
+            raise SystemExit(1) from None
+
+    out = Console()
+    table = Table(title="envpack build", show_edge=False)
+    for col in ("part", "version", "files", "size"):
+        table.add_column(col, justify="right" if col in ("files", "size") else "left")
+    for group in sorted(env.groups, key=lambda g: -g.size):
+        table.add_row(group.name, group.version, str(group.files), _human(group.size))
+    table.add_row("total", "", str(env.files), _human(env.unpacked_size), style="bold")
+    out.print(table)
+    whole = source_size(spec)
+    state = "cached, not rebuilt" if env.cached else "built"
+    out.print(
+        f"{state}: {_human(env.size)} compressed, {_human(env.unpacked_size)} unpacked, "
+        f"{env.files} files; whole source environment: {_human(whole)}"
+    )
+    for warning in env.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
+    if env.runner is not None:
+        out.print(f"runner: {env.runner}")
+    click.echo(str(env.path))

@@ -1,0 +1,83 @@
+"""`envpack inspect`: what an environment tarball holds, read from its first few members only."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from envpack.archive import MANIFEST, SPEC, SUMMARY, read_meta
+from envpack.errors import SpecError
+from envpack.spec import Spec
+
+
+def load_meta(path: Path) -> tuple[dict[str, str], dict[str, object], Spec]:
+    """summary, manifest and Spec of a tarball; raises ValueError if it is not an envpack one."""
+    try:
+        meta = dict(read_meta(path))
+    except (OSError, tarfile.TarError, EOFError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a readable tarball ({exc})") from None
+    missing = [m for m in (SUMMARY, MANIFEST, SPEC) if m not in meta]
+    if missing:
+        raise ValueError(f"{path}: not an envpack environment (no {', '.join(missing)})")
+    summary = dict(
+        line.split("=", 1) for line in meta[SUMMARY].decode().splitlines() if "=" in line
+    )
+    manifest = json.loads(meta[MANIFEST])
+    try:
+        spec = Spec.from_json(meta[SPEC].decode(), source=f"{path}:{SPEC}")
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
+    return summary, manifest, spec
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+@click.command("inspect")
+@click.argument("tarball", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and Spec as JSON.")
+def inspect_command(tarball: Path, as_json: bool) -> None:
+    """Show what ENV.tar.gz holds (without unpacking it)."""
+    try:
+        summary, manifest, spec = load_meta(tarball)
+    except ValueError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        raise SystemExit(2) from None
+    if as_json:
+        doc = {"schema": 1, "summary": summary, "spec": json.loads(spec.to_json())}
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    out = Console()
+    interp = spec.interpreter
+    bundled = [n for n in spec.native if n.kind == "bundle"]
+    files = manifest.get("files", [])
+    out.print(f"[bold]{tarball.name}[/]  hash {summary.get('hash', '?')}")
+    out.print(
+        f"  {interp.implementation} {interp.version} ({interp.machine})"
+        f"{', conda' if interp.conda else ''}; glibc floor {spec.glibc or 'unknown'}"
+    )
+    out.print(
+        f"  {summary.get('files', '?')} files, {_mb(int(summary.get('bytes', 0)))} unpacked, "
+        f"{_mb(tarball.stat().st_size)} compressed"
+    )
+    table = Table(show_edge=False)
+    table.add_column("distribution")
+    table.add_column("version")
+    table.add_column("size", justify="right")
+    for dist in spec.distributions:
+        table.add_row(dist.name, dist.version, _mb(dist.size))
+    out.print(table)
+    if bundled:
+        out.print("  bundled libraries: " + ", ".join(n.soname for n in bundled))
+    local = [f.arcname for f in spec.local]
+    if local:
+        more = ", ..." if len(local) > 5 else ""
+        out.print(f"  local files: {len(local)} ({', '.join(local[:5])}{more})")
+    if not isinstance(files, list):
+        out.print("[yellow]warning:[/] the manifest has no file list")

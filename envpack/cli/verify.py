@@ -1,0 +1,154 @@
+"""`envpack verify`: unpack, check every file against the manifest, import what ships.
+
+The imports run with the shipped interpreter (``-I``), optionally with the build interpreter
+and venv hidden under a tmpfs in a private mount namespace (``--isolated``), which is what a
+worker without our Python looks like.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from envpack.archive import MANIFEST, SUMMARY
+from envpack.cli.inspect_ import load_meta
+from envpack.spec import Spec
+
+_IMPORT = r"""
+import importlib, json, sys, traceback
+bad = {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:  # report every failure, keep going
+        bad[name] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(bad))
+"""
+
+
+def check_files(root: Path, manifest: dict[str, object]) -> list[str]:
+    """Every manifest entry present with its mode, size, digest or link target; nothing extra."""
+    problems: list[str] = []
+    listed: set[str] = {SUMMARY, MANIFEST}
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        return ["manifest has no file list"]
+    for item in files:
+        rel = str(item["path"])
+        listed.add(rel)
+        path = root / rel
+        if "target" in item:
+            if not path.is_symlink() or os.readlink(path) != item["target"]:
+                problems.append(f"{rel}: not a symlink to {item['target']}")
+            continue
+        if not path.is_file() or path.is_symlink():
+            problems.append(f"{rel}: missing")
+            continue
+        mode = f"{path.stat().st_mode & 0o777:04o}"
+        if mode != item["mode"]:
+            problems.append(f"{rel}: mode {mode}, manifest says {item['mode']}")
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        if digest != item["sha256"]:
+            problems.append(f"{rel}: content differs from the manifest")
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if (path.is_file() or path.is_symlink()) and rel not in listed:
+            problems.append(f"{rel}: not in the manifest")
+    return problems
+
+
+def top_modules(spec: Spec) -> list[str]:
+    """Every shipped top-level module: the distributions' and the local ones."""
+    names = {m for d in spec.distributions for m in d.modules}
+    for item in spec.local:
+        if item.kind != "module":
+            continue
+        first = item.arcname.split("/", 1)[0]
+        if first.endswith(".py"):
+            names.add(first[:-3])
+        elif "/" in item.arcname:
+            names.add(first)
+    return sorted(n for n in names if n.isidentifier())
+
+
+def hidden_dirs(spec: Spec) -> list[str]:
+    """What --isolated hides: the build interpreter's prefixes and the venv."""
+    interp = spec.interpreter
+    dirs = {interp.base_prefix, interp.prefix, str(Path(interp.real_executable).parent.parent)}
+    return sorted(d for d in dirs if d and d != "/" and Path(d).is_dir())
+
+
+def run_imports(root: Path, modules: list[str], hide: list[str]) -> tuple[int, str, str]:
+    python = root / "bin" / "python"
+    cmd = [str(python), "-I", "-c", _IMPORT, *modules]
+    if hide:
+        mounts = " && ".join(f"mount -t tmpfs none '{d}'" for d in hide)
+        cmd = ["unshare", "--mount", "sh", "-c", f'{mounts} && exec "$@"', "sh", *cmd]
+    env = {"PATH": f"{root / 'bin'}:/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    cwd = root / "local" if (root / "local").is_dir() else root
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    return res.returncode, res.stdout, res.stderr
+
+
+@click.command("verify")
+@click.argument("tarball", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--isolated", is_flag=True, help="Hide the build interpreter and venv (unshare).")
+def verify_command(tarball: Path, isolated: bool) -> None:
+    """Unpack ENV.tar.gz to a temp dir, check it against its manifest, import what it ships."""
+    err = Console(stderr=True)
+    out = Console()
+    try:
+        summary, manifest, spec = load_meta(tarball)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise SystemExit(2) from None
+    hide: list[str] = []
+    if isolated:
+        if shutil.which("unshare") is None:
+            err.print("[red]error:[/] --isolated needs unshare (util-linux)")
+            raise SystemExit(2)
+        hide = hidden_dirs(spec)
+    with tempfile.TemporaryDirectory(prefix="envpack-verify-") as tmp:
+        root = Path(tmp)
+        try:
+            if tarball.name.endswith(".zst"):
+                subprocess.run(["tar", "--zstd", "-xf", str(tarball), "-C", tmp], check=True)
+            else:
+                with tarfile.open(tarball) as tar:
+                    tar.extractall(root, filter="tar")
+        except (OSError, tarfile.TarError, EOFError, subprocess.CalledProcessError) as exc:
+            err.print(f"[red]FAIL[/] cannot unpack {tarball}: {exc}")
+            raise SystemExit(1) from None
+        problems = check_files(root, manifest)
+        count = sum(1 for p in root.rglob("*") if p.is_file() or p.is_symlink())
+        if str(count) != summary.get("files"):
+            problems.append(f"{count} files unpacked, the summary says {summary.get('files')}")
+        modules = top_modules(spec)
+        rc, stdout, stderr = run_imports(root, modules, hide)
+        try:
+            bad: dict[str, str] = json.loads(stdout.strip().splitlines()[-1]) if rc == 0 else {}
+        except (json.JSONDecodeError, IndexError):
+            bad = {}
+            rc = rc or 1
+        if rc != 0:
+            problems.append(f"the shipped interpreter failed (exit {rc}): {stderr.strip()[-2000:]}")
+        problems += [f"import {name}: {why}" for name, why in sorted(bad.items())]
+    if problems:
+        for problem in problems:
+            err.print(f"[red]FAIL[/] {problem}")
+        raise SystemExit(1)
+    where = " (build interpreter hidden)" if isolated else ""
+    out.print(
+        f"OK {tarball.name}: {summary.get('files')} files match the manifest; "
+        f"{len(modules)} top-level modules import{where}"
+    )
