@@ -51,7 +51,7 @@ def build_command(
     """Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py files."""
     from envpack.build import build, source_size
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         spec = _load_spec(inputs)
     except (UsageError, SpecError) as exc:
@@ -101,10 +101,11 @@ def build_command(
     state = "cached, not rebuilt" if env.cached else "built"
     out.print(
         f"{state}: {_human(env.size)} compressed, {_human(env.unpacked_size)} unpacked, "
-        f"{env.files} files; whole source environment: {_human(whole)}"
+        f"{env.files} files; whole source environment: {_human(whole)}",
+        soft_wrap=True,
     )
     for warning in env.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
     if env.runner is not None:
-        out.print(f"runner: {env.runner}")
+        out.print(f"runner: {env.runner}", soft_wrap=True)
     click.echo(str(env.path))

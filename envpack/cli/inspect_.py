@@ -47,7 +47,7 @@ def inspect_command(tarball: Path, as_json: bool) -> None:
     try:
         summary, manifest, spec = load_meta(tarball)
     except ValueError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}")
         raise SystemExit(2) from None
     if as_json:
         doc = {"schema": 1, "summary": summary, "spec": json.loads(spec.to_json())}

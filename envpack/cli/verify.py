@@ -105,7 +105,7 @@ def run_imports(root: Path, modules: list[str], hide: list[str]) -> tuple[int, s
 @click.option("--isolated", is_flag=True, help="Hide the build interpreter and venv (unshare).")
 def verify_command(tarball: Path, isolated: bool) -> None:
     """Unpack ENV.tar.gz to a temp dir, check it against its manifest, import what it ships."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     out = Console()
     try:
         summary, manifest, spec = load_meta(tarball)
@@ -145,10 +145,11 @@ def verify_command(tarball: Path, isolated: bool) -> None:
         problems += [f"import {name}: {why}" for name, why in sorted(bad.items())]
     if problems:
         for problem in problems:
-            err.print(f"[red]FAIL[/] {problem}")
+            err.print(f"[red]FAIL[/] {problem}", soft_wrap=True)
         raise SystemExit(1)
     where = " (build interpreter hidden)" if isolated else ""
     out.print(
         f"OK {tarball.name}: {summary.get('files')} files match the manifest; "
-        f"{len(modules)} top-level modules import{where}"
+        f"{len(modules)} top-level modules import{where}",
+        soft_wrap=True,
     )

@@ -1,0 +1,169 @@
+"""`envpack build`, `inspect` and `verify` through click's CliRunner, on a real project."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from envpack.cli.main import main
+from envpack.spec import Distribution
+from tests.test_build import Project, make_project
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return make_project(tmp_path_factory.mktemp("cliproj"))
+
+
+@pytest.fixture(scope="module")
+def spec_file(project: Project) -> Path:
+    path = project.root / "envpack.json"
+    project.spec.write(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tarball(spec_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cliout")
+    result = invoke("build", str(spec_file), "-o", str(out), "--level", "1")
+    assert result.exit_code == 0, result.output
+    path = Path(result.stdout.strip().splitlines()[-1])
+    assert path.parent == out and path.name.startswith("envpack-")
+    return path
+
+
+def test_build_prints_sizes_and_path_last(tarball: Path, spec_file: Path) -> None:
+    result = invoke("build", str(spec_file), "-o", str(tarball.parent), "--level", "1")
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == str(tarball)
+    text = result.stdout
+    assert "PyYAML" in text and "6.0.2" in text and "fx-cli" in text
+    assert "whole source environment" in text
+    assert "cached, not rebuilt" in text
+
+
+def test_build_reads_envpack_json_by_default(
+    spec_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("build")
+    assert result.exit_code == 2
+    assert "no Spec at envpack.json" in result.output
+    (tmp_path / "envpack.json").write_text(spec_file.read_text())
+    result = invoke("build", "-o", "out", "--level", "1")
+    assert result.exit_code == 0, result.output
+    assert Path(result.stdout.strip().splitlines()[-1]).is_file()
+
+
+def test_build_refuses_newer_schema(spec_file: Path, tmp_path: Path) -> None:
+    raw = json.loads(spec_file.read_text())
+    raw["schema"] = 7
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps(raw))
+    result = invoke("build", str(newer), "-o", str(tmp_path))
+    assert result.exit_code == 2
+    assert "schema 7 is newer" in result.output
+
+
+def test_build_refuses_incomplete_spec(project: Project, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    replace(project.spec, errors=("proc.py:3: cannot import nosuchmod",)).write(bad)
+    result = invoke("build", str(bad), "-o", str(tmp_path))
+    assert result.exit_code == 2
+    assert "proc.py:3: cannot import nosuchmod" in result.output
+
+
+def test_build_names_vanished_file(project: Project, tmp_path: Path) -> None:
+    dist = project.spec.distributions[0]
+    gone = replace(dist, files=(*dist.files, "yaml/vanished.py"))
+    spec = replace(project.spec, distributions=(gone, *project.spec.distributions[1:]))
+    path = tmp_path / "gone.json"
+    spec.write(path)
+    result = invoke("build", str(path), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "yaml/vanished.py" in result.output
+
+
+def test_inspect(tarball: Path) -> None:
+    result = invoke("inspect", str(tarball))
+    assert result.exit_code == 0, result.output
+    assert "PyYAML" in result.stdout and "6.0.2" in result.stdout
+    assert "libfoo.so" in result.stdout
+    assert "cpython 3.11" in result.stdout
+    as_json = json.loads(invoke("inspect", "--json", str(tarball)).stdout)
+    assert as_json["summary"]["hash"] in tarball.name
+
+
+def test_inspect_reads_only_the_head(tarball: Path, tmp_path: Path) -> None:
+    """A tarball cut after its first megabyte still inspects: .envpack/ comes first."""
+    head = tmp_path / tarball.name
+    head.write_bytes(tarball.read_bytes()[: 1 << 20])
+    result = invoke("inspect", str(head))
+    assert result.exit_code == 0, result.output
+    assert "PyYAML" in result.stdout
+
+
+def test_inspect_refuses_other_tarballs(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x")
+    other = tmp_path / "other.tar.gz"
+    with tarfile.open(other, "w:gz") as tar:
+        tar.add(tmp_path / "a.txt", "a.txt")
+    result = invoke("inspect", str(other))
+    assert result.exit_code == 2
+    assert "not an envpack environment" in result.output
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a tarball at all")
+    assert invoke("inspect", str(junk)).exit_code == 2
+
+
+def test_verify_ok_isolated(tarball: Path) -> None:
+    result = invoke("verify", "--isolated", str(tarball))
+    if "mount" in result.output and result.exit_code != 0:
+        pytest.skip(f"unshare not permitted: {result.output}")
+    assert result.exit_code == 0, result.output
+    assert "modules import (build interpreter hidden)" in result.stdout
+
+
+def test_verify_catches_tampering(tarball: Path, tmp_path: Path) -> None:
+    root = tmp_path / "x"
+    root.mkdir()
+    subprocess.run(["tar", "xzf", str(tarball), "-C", str(root)], check=True)
+    target = next(root.glob("lib/python3.*/site-packages/yaml/__init__.py"))
+    target.write_text(target.read_text() + "\n# changed\n")
+    bad = tmp_path / tarball.name
+    subprocess.run(
+        ["tar", "czf", str(bad), "-C", str(root), ".envpack", "bin", "lib", "local"], check=True
+    )
+    result = invoke("verify", str(bad))
+    assert result.exit_code == 1
+    assert "yaml/__init__.py: content differs" in result.output
+
+
+def test_verify_reports_failed_import(project: Project, tmp_path: Path) -> None:
+    dist = project.spec.distributions[0]
+    spec = replace(
+        project.spec,
+        distributions=(
+            replace(dist, modules=(*dist.modules, "no_such_module")),
+            *project.spec.distributions[1:],
+        ),
+    )
+    path = tmp_path / "spec.json"
+    spec.write(path)
+    built = invoke("build", str(path), "-o", str(tmp_path), "--level", "1")
+    tar = built.stdout.strip().splitlines()[-1]
+    result = invoke("verify", tar)
+    assert result.exit_code == 1
+    assert "import no_such_module: ModuleNotFoundError" in result.output
+    assert isinstance(spec.distributions[0], Distribution)
