@@ -1,0 +1,135 @@
+"""The archive writer alone: deterministic tar, parallel multi-member gzip, manifest, summary."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from envpack import archive
+from envpack.archive import Entry, Link, ParallelGzip
+
+
+def entries(tmp_path: Path) -> list[Entry]:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(300_000) * 20)  # 6 MB: more than one gzip block
+    return [
+        Entry("bin/tool", 0o755, b"#!/bin/sh\necho hi\n", "g"),
+        Entry("bin/alias", 0o777, Link("tool"), "g"),
+        Entry("data/big.bin", 0o644, big, "g"),
+        Entry("data/lazy.txt", 0o644, lambda: b"made on demand\n", "h"),
+    ]
+
+
+def write(tmp_path: Path, name: str, items: list[Entry], level: int = 1) -> Path:
+    records = archive.digest_entries(items)
+    manifest = archive.manifest_bytes(records)
+    env_hash = archive.manifest_hash(manifest)
+    summary = archive.summary_bytes(env_hash, records, {archive.MANIFEST: manifest})
+    out = tmp_path / name
+    with open(out, "wb") as fh:
+        stream = ParallelGzip(fh, level)
+        archive.write_tar(
+            stream,  # type: ignore[arg-type]
+            [(archive.SUMMARY, summary), (archive.MANIFEST, manifest)],
+            items,
+            records,
+            empty_dirs=["empty/dir"],
+        )
+        stream.close()
+    return out
+
+
+def test_same_entries_same_bytes_and_readable(tmp_path: Path) -> None:
+    items = entries(tmp_path)
+    a = write(tmp_path, "a.tar.gz", items)
+    b = write(tmp_path, "b.tar.gz", list(reversed(items)))  # order of entries does not matter
+    assert a.read_bytes() == b.read_bytes()
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["tar", "xzf", str(a), "-C", str(dest)], check=True)
+    assert (dest / "bin" / "tool").stat().st_mode & 0o777 == 0o755
+    assert os.readlink(dest / "bin" / "alias") == "tool"
+    assert (dest / "data" / "lazy.txt").read_text() == "made on demand\n"
+    assert (dest / "empty" / "dir").is_dir()
+    with tarfile.open(a) as tar:
+        names = tar.getnames()
+    assert names[:3] == [".envpack", archive.SUMMARY, archive.MANIFEST]
+
+
+def test_gzip_is_multi_member_and_header_clean(tmp_path: Path) -> None:
+    data = os.urandom(1 << 20) * 9  # 9 MB -> three 4 MB blocks
+    out = io.BytesIO()
+    stream = ParallelGzip(out, 1, workers=2)
+    stream.write(data)
+    stream.close()
+    blob = out.getvalue()
+    assert gzip.decompress(blob) == data
+    assert blob.count(b"\x1f\x8b\x08") >= 3  # one member per block
+    assert blob[3] & 0x08 == 0  # FLG: no file name stored
+    assert blob[4:8] == b"\0\0\0\0"  # MTIME 0
+    if shutil.which("gzip"):
+        res = subprocess.run(["gzip", "-dc"], input=blob, capture_output=True, check=True)
+        assert res.stdout == data
+    one = io.BytesIO()
+    single = ParallelGzip(one, 1, workers=1)
+    single.write(data)
+    single.close()
+    assert one.getvalue() == blob  # the core count never changes the bytes
+
+
+def test_hash_ignores_compressor_but_not_content(tmp_path: Path) -> None:
+    items = entries(tmp_path)
+    h1 = archive.manifest_hash(archive.manifest_bytes(archive.digest_entries(items)))
+    changed = [*items[:3], Entry("data/lazy.txt", 0o644, b"other\n", "h")]
+    h2 = archive.manifest_hash(archive.manifest_bytes(archive.digest_entries(changed)))
+    moded = [Entry("bin/tool", 0o644, items[0].source, "g"), *items[1:]]
+    h3 = archive.manifest_hash(archive.manifest_bytes(archive.digest_entries(moded)))
+    assert len({h1, h2, h3}) == 3 and len(h1) == 16
+    a = write(tmp_path, "a.tar.gz", items, level=1)
+    b = write(tmp_path, "b.tar.gz", items, level=9)
+    assert a.read_bytes() != b.read_bytes()
+    meta_a = dict(archive.read_meta(a))
+    meta_b = dict(archive.read_meta(b))
+    assert meta_a == meta_b
+
+
+def test_manifest_and_summary(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.tar.gz", entries(tmp_path))
+    meta = dict(archive.read_meta(path))
+    manifest = json.loads(meta[archive.MANIFEST])
+    by_path = {f["path"]: f for f in manifest["files"]}
+    assert by_path["bin/alias"] == {"path": "bin/alias", "mode": "0777", "target": "tool"}
+    assert by_path["bin/tool"]["sha256"] == hashlib.sha256(b"#!/bin/sh\necho hi\n").hexdigest()
+    summary = dict(line.split("=") for line in meta[archive.SUMMARY].decode().split())
+    with tarfile.open(path) as tar:
+        members = [m for m in tar.getmembers() if not m.isdir()]
+        total = sum(m.size for m in members if m.isfile())
+    assert int(summary["files"]) == len(members) == 6
+    assert int(summary["bytes"]) == total  # includes the summary's own size
+    assert summary["hash"] == archive.manifest_hash(meta[archive.MANIFEST])
+
+
+def test_normalize_mode() -> None:
+    assert archive.normalize_mode(0o100700) == 0o755
+    assert archive.normalize_mode(0o100600) == 0o644
+    assert archive.normalize_mode(0o100664) == 0o644
+
+
+@pytest.mark.skipif(not archive.zstd_available(), reason="no zstandard module or zstd binary")
+def test_zstd(tmp_path: Path) -> None:
+    out = tmp_path / "x.zst"
+    with open(out, "wb") as fh:
+        stream = archive.compressor("zstd", fh, 3)
+        stream.write(b"hello zstd\n" * 1000)
+        stream.close()
+    res = subprocess.run(["zstd", "-dc", str(out)], capture_output=True, check=True)
+    assert res.stdout == b"hello zstd\n" * 1000
