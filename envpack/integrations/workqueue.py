@@ -69,7 +69,7 @@ def runner_for(tarball: Path, runner: str | os.PathLike[str] | None = None) -> P
     sibling = tarball.parent / RUNNER_NAME
     if sibling.is_file():
         return sibling
-    from envpack.runtime import runner_path  # type: ignore[attr-defined]
+    from envpack.runtime import runner_path
 
     return Path(runner_path())
 
@@ -138,6 +138,21 @@ def _set_command(task: Any, command: str) -> None:
     raise UsageError(f"{type(task).__name__} has no way to set its command")
 
 
+def binding_files(dist_packages: Path = DEBIAN_DIST_PACKAGES) -> tuple[Path, Path]:
+    """Debian's binding for the running Python: work_queue.py and its extension module."""
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+    wrapper = dist_packages / "work_queue.py"
+    ext = sorted(dist_packages.glob(f"_work_queue.{tag}*.so")) + sorted(
+        dist_packages.glob("_work_queue.abi3.so")
+    )
+    if not wrapper.is_file() or not ext:
+        raise ImportError(
+            f"no Work Queue binding for Python {sys.version_info.major}.{sys.version_info.minor}: "
+            f"install ndcctools (conda) or python3-workqueue (Debian, into {dist_packages})"
+        )
+    return wrapper, ext[0]
+
+
 def load_binding(dist_packages: Path = DEBIAN_DIST_PACKAGES) -> ModuleType:
     """Import a Work Queue binding: ``work_queue`` or ``ndcctools.work_queue`` if importable,
     else Debian's from ``dist_packages``, without putting that whole directory on sys.path
@@ -149,19 +164,10 @@ def load_binding(dist_packages: Path = DEBIAN_DIST_PACKAGES) -> ModuleType:
             return importlib.import_module(name)
         except ImportError:
             continue
-    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
-    wrapper = dist_packages / "work_queue.py"
-    ext = sorted(dist_packages.glob(f"_work_queue.{tag}*.so")) + sorted(
-        dist_packages.glob("_work_queue.abi3.so")
-    )
-    if not wrapper.is_file() or not ext:
-        raise ImportError(
-            f"no Work Queue binding for Python {sys.version_info.major}.{sys.version_info.minor}: "
-            f"install ndcctools (conda) or python3-workqueue (Debian, into {dist_packages})"
-        )
+    files = binding_files(dist_packages)
     tmp = tempfile.mkdtemp(prefix="envpack-wq-binding-")
     try:
-        for src in (wrapper, ext[0]):
+        for src in files:
             os.symlink(src, os.path.join(tmp, src.name))
         sys.path.insert(0, tmp)
         try:
@@ -176,6 +182,7 @@ __all__ = [
     "RUNNER_NAME",
     "HasTarball",
     "add_input_file",
+    "binding_files",
     "load_binding",
     "runner_command",
     "runner_for",

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from envpack.integrations.workqueue import load_binding
+from envpack.integrations.workqueue import binding_files, load_binding
 from tests.conftest import _locked, _shared_dir
 
 APPS = Path(__file__).parent / "apps"
@@ -42,6 +42,19 @@ def wq() -> ModuleType:
         return load_binding()
     except ImportError as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def wq_binding_dir(wq: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding only Debian's binding (symlinks), for PYTHONPATH of other venvs."""
+    try:
+        files = binding_files()
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    out = tmp_path_factory.mktemp("wq-binding")
+    for src in files:
+        (out / src.name).symlink_to(src)
+    return out
 
 
 @dataclass
