@@ -1,0 +1,118 @@
+"""`envpack runner` and `envpack cache ls|prune`: the worker-side commands.
+
+Kept to click and the stdlib (no rich, no lief): operators run these on worker nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from envpack.errors import EnvpackError
+from envpack.runtime import runner_path
+from envpack.runtime.cache import CacheEntry, cache_dir, list_entries, max_size, parse_size, prune
+
+_CACHE_HELP = "The node cache (default: $ENVPACK_CACHE, else ${TMPDIR:-/tmp}/envpack-<uid>)."
+
+
+@click.command(name="runner")
+def runner_command() -> None:
+    """Print the path of envpack-run (for coffea's wrapper= or a shell)."""
+    click.echo(str(runner_path()))
+
+
+@click.group(name="cache")
+def cache_command() -> None:
+    """Inspect or prune this node's cache of unpacked environments."""
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover - the loop returns at GiB
+
+
+def _ago(stamp: float) -> str:
+    seconds = max(0, int(time.time() - stamp))
+    for unit, width in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= width:
+            return f"{seconds // width}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _row(entry: CacheEntry) -> str:
+    state = "in use" if entry.in_use else ""
+    return f"{entry.hash}  {_size(entry.size):>10}  {_ago(entry.last_use):>9}  {state}".rstrip()
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@cache_command.command(name="ls")
+@click.option("--cache", "cache", type=click.Path(path_type=Path), help=_CACHE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def cache_ls(cache: Path | None, as_json: bool) -> None:
+    """List entries, least recently used first: hash, size, last use, whether in use."""
+    where = cache or cache_dir()
+    try:
+        entries = list_entries(where)
+    except EnvpackError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        doc = {
+            "schema": 1,
+            "cache": str(where),
+            "entries": [
+                {"hash": e.hash, "size": e.size, "last_use": e.last_use, "in_use": e.in_use}
+                for e in entries
+            ],
+        }
+        click.echo(json.dumps(doc, indent=1))
+        return
+    if not entries:
+        click.echo(f"{where}: empty")
+        return
+    click.echo(f"{'hash':16}  {'size':>10}  {'last use':>9}")
+    for entry in entries:
+        click.echo(_row(entry))
+    total = sum(e.size for e in entries)
+    click.echo(f"{len(entries)} entries, {_size(total)} in {where}")
+
+
+@cache_command.command(name="prune")
+@click.option("--cache", "cache", type=click.Path(path_type=Path), help=_CACHE_HELP)
+@click.option(
+    "--max",
+    "max_text",
+    metavar="SIZE",
+    help="Size to prune to: bytes or K/M/G/T (default: $ENVPACK_CACHE_MAX, else 20G; 0 empties).",
+)
+def cache_prune(cache: Path | None, max_text: str | None) -> None:
+    """Remove least recently used entries until the cache fits; entries in use are kept."""
+    where = cache or cache_dir()
+    try:
+        limit = parse_size(max_text) if max_text is not None else max_size()
+    except EnvpackError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max") from None
+    try:
+        result = prune(where, limit)
+    except EnvpackError as exc:
+        _fail(str(exc))
+        return
+    for entry in result.removed:
+        click.echo(f"removed {entry.hash} ({_size(entry.size)})")
+    for entry in result.kept_in_use:
+        click.echo(f"kept    {entry.hash} ({_size(entry.size)}): in use")
+    for path in result.stale_removed:
+        click.echo(f"removed stale {path.name}")
+    click.echo(f"{_size(result.size_before)} -> {_size(result.size_after)} (limit {_size(limit)})")
