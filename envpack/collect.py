@@ -246,7 +246,7 @@ class Collector:
                 continue
             self._add(arc, normalize_mode(path.stat().st_mode), path, "local")
             if item.kind == "data":
-                links.append(arc)
+                links.append(arc.removeprefix("local/"))  # the runner links ./P -> local/P
         if links:
             self._add(LINKS, 0o644, "".join(f"{a}\n" for a in sorted(links)).encode(), "envpack")
         # Relative .pth lines are joined with the site dir: this one names <env>/local.
