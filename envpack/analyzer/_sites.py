@@ -154,21 +154,29 @@ class _Extractor:
 
     # -- module-level facts used by the walk -----------------------------------------------
     def run(self) -> None:
+        assigned: dict[str, int] = {}
         for node in self.tree.body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.funcs[node.name] = node
             elif isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target = node.targets[0]
                 if isinstance(target, ast.Name):
+                    assigned[target.id] = assigned.get(target.id, 0) + 1
                     seq = _str_seq(node.value)
                     if seq is not None:
                         self.seqs[target.id] = seq
                         if target.id == "__all__":
                             self.all_names = seq
                     else:
+                        # A flag named once for a platform/version test (subprocess's
+                        # ``_mswindows``); plain constants are not: ``HAS_X = False`` is
+                        # usually flipped by a later ``try: import x``.
                         cond = self.cond(node.value)
-                        if cond != UNKNOWN:
+                        if cond != UNKNOWN and cond[0] != "const":
                             self.conds[target.id] = cond
+        for name, count in assigned.items():
+            if count > 1:
+                self.conds.pop(name, None)
         if self.funcs and not self.local:
             # Lines that mention one of the module's own functions: only statements spanning
             # one of them can call it, so the others' expressions are not walked.
@@ -300,6 +308,10 @@ class _Extractor:
             self.dynamic(node, ctx)
         if want_calls and isinstance(func, ast.Name) and func.id in self.funcs:
             self.expand(func.id, ctx)
+        if self.local and id(node) not in consumed and name == "join":
+            ref = self.path_expr(node)
+            if ref is not None and ref[1] == "file":  # os.path.join(os.path.dirname(__file__), …)
+                self.data.append((ref[0], ref[1], node.lineno))
         if self.local and id(node) not in consumed:
             if name in _DATA_FUNCS and node.args:
                 ref = self.path_expr(node.args[0])

@@ -42,6 +42,9 @@ _PKG_DIRECTORY = modulefinder._PKG_DIRECTORY  # type: ignore[attr-defined]
 _C_BUILTIN = modulefinder._C_BUILTIN  # type: ignore[attr-defined]
 _NAMESPACE = 100
 
+# Frozen into every CPython binary (importlib's bootstrap), never files; and the running script.
+_ALWAYS_THERE = frozenset({"_frozen_importlib", "_frozen_importlib_external", "__main__"})
+
 # Packages that install a sys.meta_path importer serving "<pkg>.extern.X" from their vendored
 # copy (or the top-level X when unbundled): setuptools' and pkg_resources' VendorImporter.
 _VENDOR_HOOKS = {
@@ -266,7 +269,7 @@ class _Finder(modulefinder.ModuleFinder):
         if fullname in self.excludes:
             raise ImportError(name)
         if path is None:
-            if name in self.target.builtin_module_names:
+            if name in self.target.builtin_module_names or name in _ALWAYS_THERE:
                 return None, None, ("", "", _C_BUILTIN)
             path = self.path
         portions: list[str] = []
