@@ -249,6 +249,7 @@ def _parse(path: str, data: mmap.mmap) -> ElfInfo:
     tags: list[tuple[int, int]] = []
     if dynamic is not None:
         offset, length = dynamic
+        length -= length % lay.dyn_size
         for tag, value in struct.iter_unpack(end + lay.dyn, data[offset : offset + length]):
             if tag == _DT_NULL:
                 break
@@ -310,7 +311,7 @@ def _glibc_needed(
 ) -> set[str]:
     """GLIBC_x.y names in the version-needed table (Elf_Verneed/Elf_Vernaux, same in 32/64)."""
     found: set[str] = set()
-    for _ in range(count):
+    for _ in range(min(count, len(data) // 16)):  # a corrupt count cannot loop for long
         _, vn_cnt, _, vn_aux, vn_next = struct.unpack_from(end + "HHIII", data, offset)
         aux = offset + vn_aux
         for _ in range(vn_cnt):
@@ -563,7 +564,8 @@ def analyze_native(
         visited.add(key)
         chain = inherited
         if not info.runpath:
-            chain = tuple(resolver.expand(info.rpath, info, origin)) + inherited
+            # Repeats dropped: a DT_RPATH dependency cycle must not grow the chain forever.
+            chain = tuple(dict.fromkeys([*resolver.expand(info.rpath, info, origin), *inherited]))
         for name in info.needed:
             found = resolver.find(name, info, origin, inherited)
             in_shipped = found is not None and resolver.realpath(found) in shipped
