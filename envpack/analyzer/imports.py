@@ -423,6 +423,8 @@ class _Finder(modulefinder.ModuleFinder):
                     if kind == "site":
                         self.lazy.add((absname, where))
                     continue
+                # Asked for, but a function-level import may well name an optional extra.
+                optional = True
             ok = self._import_site(m, chain, skind, module, level, names, anchor, where, optional)
             for gid in groups:
                 fails[gid] = fails.get(gid, False) or not ok

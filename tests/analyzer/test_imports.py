@@ -298,6 +298,8 @@ def test_lazy_third_party_listed_then_followed(tmp_path: Path, site: Path) -> No
                     import plotlib.pyplot
                 def arrow():
                     import arrowlib
+                def extra():
+                    import not_installed_extra
                 """,
             "plotlib/__init__.py": "import plotdep\n",
             "plotlib/pyplot.py": "",
@@ -308,16 +310,20 @@ def test_lazy_third_party_listed_then_followed(tmp_path: Path, site: Path) -> No
     write(tmp_path, {"proc.py": "import histish\n"})
     target = make_target(site)
     g = analyze(tmp_path / "proc.py", target, tmp_path)
-    assert {c.module for c in g.lazy} == {"plotlib.pyplot", "arrowlib"}
+    assert {c.module for c in g.lazy} == {"plotlib.pyplot", "arrowlib", "not_installed_extra"}
     assert "plotlib" not in g.modules and "arrowlib" not in g.modules
 
     g = analyze(tmp_path / "proc.py", target, tmp_path, include_lazy=["plotlib"])
     assert {"plotlib", "plotlib.pyplot", "plotdep"} <= set(g.modules)
-    assert "arrowlib" not in g.modules and [c.module for c in g.lazy] == ["arrowlib"]
+    assert "arrowlib" not in g.modules
+    assert [c.module for c in g.lazy] == ["arrowlib", "not_installed_extra"]
     assert g.modules["plotlib.pyplot"].chain == ("proc", "histish", "plotlib.pyplot")
 
     g = analyze(tmp_path / "proc.py", target, tmp_path, include_lazy="all")
-    assert {"plotlib.pyplot", "arrowlib"} <= set(g.modules) and not g.lazy
+    assert {"plotlib.pyplot", "arrowlib"} <= set(g.modules)
+    # Lazy candidates that are not installed: a warning when asked for, never an error.
+    assert not g.lazy and not g.errors
+    assert [(m.module, m.optional) for m in g.missing] == [("not_installed_extra", True)]
 
 
 def test_syntax_error_in_root_and_local_module(tmp_path: Path, site: Path) -> None:
@@ -601,16 +607,23 @@ def test_unknown_condition_in_third_party_is_optional(tmp_path: Path, site: Path
     ]
 
 
-def test_fixture_venv(tmp_path: Path, fixture_venv: object) -> None:
+FIXTURE_PROC = Path(__file__).parent.parent / "fixtures" / "processors" / "dimuon" / "proc.py"
+
+
+def test_fixture_processor_in_fixture_venv(tmp_path: Path, fixture_venv: object) -> None:
     python = fixture_venv.python  # type: ignore[attr-defined]
-    write(tmp_path, {"proc.py": "import fxcore\nimport fxns.a, fxns.b\n"})
-    g = find_imports([tmp_path / "proc.py"], probe(python), cache_dir=tmp_path / "cache")
+    g = find_imports([FIXTURE_PROC], probe(python), cache_dir=tmp_path / "cache")
     assert {"yaml", "fxcore", "fxcore.util", "fxensured", "fxns.a", "fxns.b"} <= set(g.modules)
     assert g.modules["yaml"].kind == "site" and g.modules["fxns"].path is None
-    assert "fxtyping" not in g.modules and "fxlazy" not in g.modules
+    assert not {"fxtyping", "fxlazy", "fxunused"} & set(g.modules)
     assert [c.module for c in g.lazy if c.module.startswith("fx")] == ["fxlazy"]
     assert g.modules["fxensured"].chain == ("proc", "fxcore", "fxensured")
-    assert not g.errors
+    local = {n for n, m in g.modules.items() if m.kind == "local"}
+    assert local == {"proc", "tools", "tools.select", "tools.weights"}
+    assert [(d.relpath, d.base) for d in g.data_files] == [("corrections/sf.json", "file")]
+    assert not g.errors and not g.warnings
+    # What is missing is the stdlib's own platform fallbacks (ntpath's _winapi), all optional.
+    assert all(m.site.startswith(probe(python).interpreter.stdlib) for m in g.missing)
 
 
 def test_does_not_execute_analyzed_code(tmp_path: Path, site: Path) -> None:
