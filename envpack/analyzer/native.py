@@ -400,8 +400,7 @@ class _Lib:
 class _Resolver:
     """One analysis: caches of candidate headers and directory lists, shared by every lookup."""
 
-    def __init__(self, *, shipped: frozenset[str], ld_library_path: tuple[str, ...], root: str):
-        self.shipped = shipped
+    def __init__(self, *, ld_library_path: tuple[str, ...], root: str) -> None:
         self.root = root
         self.ld_library_path = ld_library_path
         self.conf_dirs = ld_so_conf_dirs(root)
@@ -525,7 +524,7 @@ def analyze_native(
     default library dirs live. ``machine``: the target's platform.machine() (default: this
     host's); inputs of another machine are skipped with a warning.
     """
-    resolver = _Resolver(shipped=shipped, ld_library_path=tuple(ld_library_path), root=root)
+    resolver = _Resolver(ld_library_path=tuple(ld_library_path), root=root)
     target = _MACHINES.get(machine or platform.machine())
     warnings: list[str] = []
     errors: list[str] = []
