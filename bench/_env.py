@@ -126,9 +126,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
+        f"{platform.system()} {platform.release()}; load average {load} at the end"
     )
 
 
@@ -149,3 +150,25 @@ def tar_czf(src_root: Path, members: Sequence[str] | None, out: Path) -> float:
     listing.write_text("".join(m + "\n" for m in members))
     cmd = ["tar", "czf", str(out), "-C", str(src_root), "--no-recursion", "-T", str(listing)]
     return timed(lambda: run(cmd))
+
+
+# numba ships an optional TBB threading layer (numba/np/ufunc/tbbpool*.so) linked against
+# libtbb.so.12, which only the separate `tbb` wheel provides; numba loads it only when asked for
+# that layer. Until the analyzer treats it as optional, the benchmarks accept exactly that error
+# (and say so) so the build can be measured.
+OPTIONAL_NATIVE = ("/numba/np/ufunc/tbbpool",)
+
+
+def accept_optional_native(spec_path: Path) -> list[str]:
+    """Turn the Spec's missing-library errors of known-optional ELF files into warnings."""
+    import json
+
+    spec = json.loads(spec_path.read_text())
+    accepted = [e for e in spec.get("errors", []) if any(m in e for m in OPTIONAL_NATIVE)]
+    if accepted:
+        spec["errors"] = [e for e in spec["errors"] if e not in accepted]
+        spec["warnings"] = sorted([*spec.get("warnings", []), *accepted])
+        spec_path.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+        for e in accepted:
+            log(f"accepted as optional (bench workaround): {e}")
+    return accepted
