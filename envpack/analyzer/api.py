@@ -149,9 +149,19 @@ def analyze(
     elves += [m.path for m in stdlib if m.path and _is_ext(m.path)]
     elves += sorted(f for f in shipped_files if _is_ext(f))
     elves += [f.path for f in local.values() if f.kind == "module" and _is_ext(f.path)]
-    native = analyze_native(elves, shipped=frozenset(shipped_files))
+    native = analyze_native(elves, shipped=frozenset(shipped_files), machine=interp.machine)
     warnings += native.warnings
-    errors += native.errors
+    reached = {os.path.realpath(m.path) for m in graph.modules.values() if m.path}
+    for lib in native.libs:
+        if lib.kind != "missing":
+            continue
+        needers = ", ".join(lib.needed_by)
+        if all(_is_unreached_module(f, reached, target) for f in lib.needed_by):
+            # A shipped extension module nothing imports (numba's tbbpool needs libtbb only
+            # when the TBB threading layer is chosen): it cannot fail the processor.
+            warnings.append(f"{lib.soname}: not found, needed by {needers} (never imported)")
+        else:
+            errors.append(f"{lib.soname}: not found, needed by {needers}")
 
     lazy = [
         LazyImport(module=c.module, site=c.site, distribution=_dist_of_module(c.module, index))
@@ -275,6 +285,11 @@ def _in_stdlib(site: str, interp: Interpreter) -> bool:
     path = os.path.realpath(site.rsplit(":", 1)[0]) if site else ""
     stdlib_dirs = {os.path.realpath(d) for d in (interp.stdlib, interp.platstdlib)}
     return any(path.startswith(d + os.sep) for d in stdlib_dirs) and "-packages" not in path
+
+
+def _is_unreached_module(path: str, reached: set[str], target: Target) -> bool:
+    """An extension module (by its import suffix) that the import graph never reaches."""
+    return path.endswith(target.extension_suffixes) and os.path.realpath(path) not in reached
 
 
 def _is_ext(path: str) -> bool:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from envpack.analyzer.api import analyze, parse_hint, project_settings
 from envpack.errors import UsageError
+from tests.analyzer.ccompile import compile_c, needs_gcc
 from tests.conftest import FixtureVenv
+from tests.wheels import build_wheel
 
 
 def _proc(tmp_path: Path, body: str, name: str = "proc.py") -> Path:
@@ -159,3 +165,33 @@ def test_parse_hint_rejects_malformed(bad: str) -> None:
 
 def test_parse_hint() -> None:
     assert parse_hint("uproot.extras=lz4, zstandard") == ("uproot.extras", ("lz4", "zstandard"))
+
+
+@needs_gcc
+def test_missing_library_fails_only_for_modules_that_are_imported(tmp_path: Path) -> None:
+    # Two distributions ship an extension linked to a library that no longer exists. One of
+    # them imports it at module level (an error); the other never does (numba's tbbpool
+    # case: a warning), though both are shipped whole.
+    gone = compile_c("foo.c", tmp_path / "gone" / "libgone.so")
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    files: dict[str, dict[str, bytes]] = {}
+    for pkg, init in (("fxnatused", "from . import _ext\n"), ("fxnatidle", "")):
+        ext = compile_c("ext.c", tmp_path / pkg / f"_ext{suffix}", link=[gone])
+        files[pkg] = {f"{pkg}/__init__.py": init.encode(), f"{pkg}/_ext{suffix}": ext.read_bytes()}
+    shutil.rmtree(gone.parent)
+    wheels = tmp_path / "wheels"
+    for pkg, extra in files.items():
+        meta = f"Metadata-Version: 2.1\nName: {pkg}\nVersion: 1.0\n"
+        build_wheel(tmp_path, wheels, metadata=meta, extra_files=extra)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--target", str(site)]
+    subprocess.run([*pip, *map(str, sorted(wheels.glob("*.whl")))], check=True)
+
+    idle = analyze([_proc(tmp_path, "import fxnatidle\n")], python=venv / "bin" / "python")
+    assert idle.complete, idle.errors
+    assert any("libgone.so" in w and "never imported" in w for w in idle.warnings)
+
+    used = analyze([_proc(tmp_path, "import fxnatused\n")], python=venv / "bin" / "python")
+    assert any(e.startswith("libgone.so: not found") for e in used.errors)
