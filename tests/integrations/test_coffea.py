@@ -8,6 +8,7 @@ function.p, args.p), the same command line, a real runner, a real tarball, a rea
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -205,13 +206,24 @@ def test_coffea_workqueue_executor_end_to_end(
 ) -> None:
     """coffea 0.7.31's WorkQueueExecutor runs the bench's dimuon processor (NanoEvents, a local
     helper package, a corrections file, LZ4 and ZSTD data) inside the envpack environment."""
-    from bench._env import PROCESSOR, PROCESSORS, ensure_data, ensure_venv
+    from bench._env import OPTIONAL_NATIVE, PROCESSOR, PROCESSORS, ensure_data, ensure_venv
+    from envpack.analyzer.api import analyze
+    from envpack.build import build
+    from envpack.integrations.coffea import EXECUTOR_IMPORTS, write_shim
 
     python = ensure_venv()
     files = ensure_data()
     shared = _shared_dir(tmp_path_factory) / "coffea-dimuon-env"
     with _locked(shared.parent / "coffea-dimuon-env.lock"):
-        env = environment_for(PROCESSOR, out_dir=shared, python=python)
+        # What environment_for does, plus the bench's workaround: numba's optional TBB layer
+        # (tbbpool*.so needs libtbb.so.12, which no installed wheel has) is reported missing by
+        # the analyzer; accept exactly that error until the analyzer calls it optional.
+        shim = write_shim(shared / ".envpack-coffea", EXECUTOR_IMPORTS)
+        spec = analyze([PROCESSOR, shim], python=python)
+        errors = [e for e in spec.errors if not any(m in e for m in OPTIONAL_NATIVE)]
+        assert not errors, errors
+        built = build(dataclasses.replace(spec, errors=()), shared)
+        env = CoffeaEnvironment(str(built.path), str(built.path.parent / "envpack-run"), built.hash)
     port_file = tmp_path / "port"
     pythonpath = os.pathsep.join([str(wq_binding_dir), str(PROCESSORS)])
     driver = subprocess.Popen(
@@ -227,6 +239,7 @@ def test_coffea_workqueue_executor_end_to_end(
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": pythonpath},
+        cwd=PROCESSORS,  # the processor opens corrections/muon_sf.json relative to it
     )
     try:
         deadline = time.monotonic() + 120
