@@ -88,11 +88,8 @@ def summarize(source: bytes, filename: str, local: bool) -> Summary:
         return (), None, False, (), (str(exc.msg), exc.lineno or 0, exc.offset or 0)
     except (ValueError, UnicodeError, RecursionError, MemoryError) as exc:
         return (), None, False, (), (f"{type(exc).__name__}: {exc}", 0, 0)
-    lines = source.splitlines()
-    import_lines = [i for i, text in enumerate(lines, 1) if b"import" in text]
-    dynamic_lines = [
-        i for i in import_lines if b"import_module" in lines[i - 1] or b"__import__" in lines[i - 1]
-    ]
+    import_lines = _match_lines(source, _IMPORT_RE)
+    dynamic_lines = _match_lines(source, _DYNAMIC_RE)
     extends = b"extend_path" in source or b"declare_namespace" in source
     ex = _Extractor(tree, local, import_lines, dynamic_lines)
     ex.source = source
@@ -181,9 +178,7 @@ class _Extractor:
             # Lines that mention one of the module's own functions: only statements spanning
             # one of them can call it, so the others' expressions are not walked.
             names = b"|".join(re.escape(n.encode()) for n in sorted(self.funcs))
-            starts = [0, *(m.end() for m in re.finditer(rb"\r\n|\r|\n", self.source))]
-            found = re.finditer(rb"\b(?:" + names + rb")\b", self.source)
-            self.call_lines = sorted({bisect.bisect_right(starts, m.start()) for m in found})
+            self.call_lines = _match_lines(self.source, re.compile(rb"\b(?:" + names + rb")\b"))
         self.body(self.tree.body, _Ctx())
 
     # -- statements ---------------------------------------------------------------------------
@@ -192,6 +187,14 @@ class _Extractor:
             self.stmt(stmt, ctx)
 
     def stmt(self, node: ast.stmt, ctx: _Ctx) -> None:
+        # Third-party code: a statement whose lines mention neither "import" nor (when it runs
+        # at module level) one of the module's own functions can hold no site; skip it unread.
+        if (
+            not self.local
+            and not _span_has(self.import_lines, node)
+            and (ctx.lazy or not _span_has(self.call_lines, node))
+        ):
+            return
         if isinstance(node, ast.Import):
             for alias in node.names:
                 self.add(IMPORT, alias.name, 0, (), node.lineno, ctx, None)
@@ -479,6 +482,22 @@ class _Extractor:
         if rhs_s is None or sym not in ("==", "!="):
             return UNKNOWN
         return (kind, sym, rhs_s)
+
+
+_IMPORT_RE = re.compile(rb"import")
+_DYNAMIC_RE = re.compile(rb"import_module|__import__")
+
+
+def _match_lines(source: bytes, pattern: re.Pattern[bytes]) -> list[int]:
+    """The (sorted, 1-based) numbers of the lines where ``pattern`` matches."""
+    lines: list[int] = []
+    line, pos = 1, 0
+    for m in pattern.finditer(source):
+        line += source.count(b"\n", pos, m.start())
+        pos = m.start()
+        if not lines or lines[-1] != line:
+            lines.append(line)
+    return lines
 
 
 def _span_has(lines: list[int], node: ast.AST) -> bool:

@@ -357,18 +357,6 @@ class _Finder(modulefinder.ModuleFinder):
                 return "stdlib" if kind == "stdlib" else "site"
         return "local"
 
-    def find_all_submodules(self, m: Any) -> Any:
-        names: set[str] = set()
-        for directory in m.__path__ or ():
-            listing = self._listing(directory)
-            if listing is None:
-                continue
-            for fname in listing[0]:
-                for suffix, _ in self.suffixes:
-                    if fname.endswith(suffix) and fname != "__init__" + suffix:
-                        names.add(fname[: -len(suffix)])
-        return sorted(names)
-
     # -- the walk ------------------------------------------------------------------------------
     def walk(self, roots: list[Path]) -> None:
         for root in roots:

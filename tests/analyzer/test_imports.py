@@ -428,6 +428,26 @@ def test_namespace_package_over_two_path_entries(tmp_path: Path) -> None:
     assert "mpl_toolkits.axes_grid1.parasite" in g.modules and not g.missing
 
 
+def test_pkgutil_namespace_and_local_dir_without_init(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    init = "__path__ = __import__('pkgutil').extend_path(__path__, __name__)\n"
+    write(a, {"zope/__init__.py": init, "zope/interface.py": ""})
+    write(b, {"zope/__init__.py": init, "zope/event.py": ""})
+    write(
+        tmp_path / "ana",
+        {
+            "proc.py": "import zope.interface, zope.event\nfrom helpers import cuts\n",
+            "helpers/cuts.py": "",
+        },
+    )
+    g = analyze(tmp_path / "ana" / "proc.py", make_target(a, b), tmp_path)
+    assert g.modules["zope"].package_path == (str(a / "zope"), str(b / "zope"))
+    assert g.modules["zope.event"].path == str(b / "zope" / "event.py")
+    helpers = g.modules["helpers"]
+    assert helpers.kind == "local" and helpers.is_package and helpers.path is None
+    assert g.modules["helpers.cuts"].kind == "local" and not g.errors
+
+
 def test_regular_package_wins_over_namespace_portion(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     (a / "thing").mkdir(parents=True)  # a bare directory, earlier on the path
