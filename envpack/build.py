@@ -10,11 +10,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import tempfile
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from envpack import archive
 from envpack.archive import MANIFEST, SUMMARY, Compression, Progress, Record
@@ -62,7 +64,7 @@ def runner_script(name: str) -> Path | None:
 
 def _runner_path() -> Path | None:
     try:
-        from envpack.runtime import runner_path  # type: ignore[attr-defined]
+        from envpack.runtime import runner_path
     except ImportError:
         return runner_script("envpack-run")
     path = Path(runner_path())
@@ -261,3 +263,17 @@ def source_size(spec: Spec) -> int:
 
 
 __all__ = ["Environment", "GroupSize", "assemble", "build", "source_size", "write_atomic"]
+
+
+class _CallableModule(types.ModuleType):
+    """Let ``envpack.build(spec, out)`` work after ``import envpack.build``.
+
+    Importing a submodule rebinds the package attribute of the same name to the module, which
+    would shadow the public ``envpack.build`` function; calling the module calls the function.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Environment:
+        return build(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
