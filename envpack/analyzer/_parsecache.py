@@ -174,7 +174,13 @@ class Parser:
         work, was_local, key = self._pending.pop(path)
         if isinstance(work, tuple):
             return work
-        summary = parse_file((path, local)) if work is None else work.result()
+        if work is None:
+            summary = parse_file((path, local))
+        else:
+            try:
+                summary = work.result()
+            except (concurrent.futures.process.BrokenProcessPool, OSError):
+                summary = parse_file((path, local))  # a dead worker only costs speed
         self.cache.put(path, was_local, key, summary)
         return summary
 
