@@ -352,6 +352,32 @@ def test_kill9_mid_unpack_then_a_clean_run(tmp_path: Path) -> None:
     assert cache_entries(cache) == [env.hash]
 
 
+def test_terminated_mid_unpack_leaves_nothing(tmp_path: Path) -> None:
+    """SIGTERM to the runner while tar waits for the rest of the archive: it stops tar, removes
+    its temp dir and exits 143."""
+    env = make_env(tmp_path, files={f"lib/f{i}.bin": os.urandom(4096) for i in range(400)})
+    data = env.tarball.read_bytes()
+    fifo = tmp_path / "fifo" / env.tarball.name
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    cache = tmp_path / "c"
+    proc = subprocess.Popen(
+        [SHELL, RUNNER, "-e", str(fifo), "true"],
+        env={**os.environ, "ENVPACK_CACHE": str(cache)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    with open(fifo, "wb") as writer:
+        writer.write(data[: len(data) // 2])
+        writer.flush()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not list(cache.glob(".tmp-*/lib")):
+            time.sleep(0.01)
+        assert list(cache.glob(".tmp-*/lib")), "the unpack never started"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143
+    assert cache_entries(cache) == []
+
+
 def _unsafe_tarball(tmp_path: Path, kind: str) -> tuple[Path, Path]:
     """An otherwise valid env tarball with one unsafe member; returns it and the outside dir."""
     outside = tmp_path / "outside"
@@ -379,19 +405,23 @@ def _unsafe_tarball(tmp_path: Path, kind: str) -> tuple[Path, Path]:
     if kind == "hardlink":
         os.link(root / "lib" / "x", root / "lib" / "y")
         rewrite_summary(root, env_hash)
+    if kind == "fifo":
+        os.mkfifo(root / "lib" / "pipe")
     tarball = pack(root, tmp_path / f"envpack-{env_hash}.tar.gz", *transform)
     return tarball, outside
 
 
 @pytest.mark.parametrize(
-    "kind", ["dotdot", "absolute", "symlink", "absolute-symlink", "symlink-chain", "hardlink"]
+    "kind",
+    ["dotdot", "absolute", "symlink", "absolute-symlink", "symlink-chain", "hardlink", "fifo"],
 )
 def test_unsafe_members_refused(tmp_path: Path, kind: str) -> None:
     tarball, outside = _unsafe_tarball(tmp_path, kind)
     listing = subprocess.run(
         ["tar", "-tvzf", str(tarball)], capture_output=True, text=True, check=True
     ).stdout
-    assert ("outside" in listing) or (".." in listing), listing  # the tarball really is unsafe
+    # the tarball really is unsafe
+    assert ("outside" in listing) or (".." in listing) or ("\np" in listing), listing
     cache = tmp_path / "c"
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
