@@ -548,6 +548,8 @@ class _Finder(modulefinder.ModuleFinder):
         if found is None and missing is not None:
             found = self._vendored(missing)
         if found is None:
+            if missing is not None and missing.startswith(".") and not module and names:
+                missing += names[0]  # "from . import x" outside a package: name the x
             self._missing(missing or module, where, optional, chain)
             return False
         if skind == FROM:

@@ -520,6 +520,22 @@ def test_data_files_opened_by_literal_paths(
     assert all(os.path.isabs(d.path) and os.path.exists(d.path) for d in g.data_files)
 
 
+def test_several_roots_and_relative_import_beyond_top_level(tmp_path: Path, site: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "one.py": "import two\nfrom . import sibling\n",
+            "two.py": "",
+            "three.py": "import json\n",
+        },
+    )
+    g = find_imports(
+        [tmp_path / "one.py", tmp_path / "three.py"], make_target(site), cache_dir=False
+    )
+    assert g.roots == ("one", "three") and g.modules["two"].chain == ("one", "two")
+    assert [(m.module, m.site.rsplit("/", 1)[1]) for m in g.errors] == [(".sibling", "one.py:2")]
+
+
 def test_pyc_only_and_extension_modules(tmp_path: Path, site: Path) -> None:
     src = tmp_path / "compiled_src.py"
     src.write_text("import json\nimport behind_pyc\n")
@@ -534,6 +550,13 @@ def test_pyc_only_and_extension_modules(tmp_path: Path, site: Path) -> None:
     assert g.modules["compiled"].path == str(site / "compiled.pyc")
     assert "behind_pyc" in g.modules and g.modules["json"].kind == "stdlib"
     assert g.modules["fastext"].path == str(site / f"fastext{suffix}")
+    assert not g.warnings
+    # Bytecode of another Python version cannot be read: a warning naming it, not a crash.
+    data = (site / "compiled.pyc").read_bytes()
+    (site / "compiled.pyc").write_bytes(b"\x00\x00\r\n" + data[4:])
+    g = analyze(tmp_path / "ana" / "proc.py", make_target(site), tmp_path)
+    assert "compiled" in g.modules and "behind_pyc" not in g.modules
+    assert [w for w in g.warnings if "compiled.pyc" in w and "another Python version" in w]
 
 
 def test_stdlib_and_builtin_classification(tmp_path: Path, site: Path) -> None:
