@@ -552,3 +552,25 @@ def test_full_disk_during_unpack(tmp_path: Path) -> None:
     assert res.returncode == EXIT_CANT_WRITE, res.stderr
     assert "no space left" in res.stderr
     assert res.stdout == ""  # neither an entry nor a temp dir was left in the full cache
+
+
+def test_default_cache_under_tmpdir(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    environ = {k: v for k, v in os.environ.items() if k != "ENVPACK_CACHE"}
+    res = subprocess.run(
+        [SHELL, RUNNER, "-e", str(env.tarball), "true"],
+        env={**environ, "TMPDIR": str(tmp_path)}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    cache = tmp_path / f"envpack-{os.getuid()}"
+    assert cache_entries(cache) == [env.hash]
+    assert cache.stat().st_mode & 0o777 == 0o700
+    if os.geteuid() == 0:  # someone else's dir at the default path is refused, not used
+        os.chown(cache, 65534, 65534)
+        res = subprocess.run(
+            [SHELL, RUNNER, "-e", str(env.tarball), "true"],
+            env={**environ, "TMPDIR": str(tmp_path)}, capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+        assert res.returncode == EXIT_CANT_WRITE
+        assert "belongs to another user" in res.stderr
