@@ -89,10 +89,15 @@ class DataFile:
     """A file or directory that local code opens by a literal relative path."""
 
     path: str  # absolute, on this machine
-    relpath: str  # as written in the code: where it must be at run time
-    base: Literal["file", "cwd"]  # relative to the referencing file's directory, or the cwd
+    relpath: str  # as written in the code
+    # What relpath is relative to at run time: the referencing module's directory (written
+    # as ``Path(__file__).parent / …``), or the working directory (a bare literal path).
+    base: Literal["file", "cwd"]
     site: str
     is_dir: bool
+    # Where it must be at run time, relative to the root local modules are imported from
+    # (which is also the job's working directory): relpath, or the module's package dir + relpath.
+    arcname: str = ""
 
 
 @dataclass(frozen=True)
@@ -619,22 +624,25 @@ class _Finder(modulefinder.ModuleFinder):
 
     def _data_files(self, m: Any, refs: tuple[tuple[str, str, int], ...]) -> None:
         here = os.path.dirname(m.__file__)
-        # A cwd-relative path resolves where the job runs: the current directory, or (the
-        # usual layout) the directory of the processor the user runs it from.
-        workdirs = [os.getcwd(), *self.root_dirs]
+        pkg = m.__name__.split(".") if m.__path__ else m.__name__.split(".")[:-1]
+        # A bare literal path resolves against the job's working directory; on this machine
+        # look for it next to the file, in the current directory, and next to the processor
+        # (the usual place to run it from).
+        workdirs = [here, os.getcwd(), *self.root_dirs]
         for rel, anchor, line in refs:
             if not rel or os.path.isabs(rel) or "://" in rel:
                 continue
-            bases: list[tuple[str, Literal["file", "cwd"]]] = [(here, "file")]
-            if anchor == "either":
-                bases.extend((d, "cwd") for d in workdirs if d != here)
-            for base, label in bases:
-                full = os.path.normpath(os.path.join(base, rel))
+            base: Literal["file", "cwd"] = "file" if anchor == "file" else "cwd"
+            for directory in [here] if base == "file" else workdirs:
+                full = os.path.normpath(os.path.join(directory, rel))
                 if os.path.exists(full) and full != m.__file__:
                     where = f"{m.__file__}:{line}"
+                    arc = os.path.normpath(os.path.join(*pkg, rel) if base == "file" else rel)
                     key = (full, rel)
                     if key not in self.data:
-                        self.data[key] = DataFile(full, rel, label, where, os.path.isdir(full))
+                        self.data[key] = DataFile(
+                            full, rel, base, where, os.path.isdir(full), arc.replace(os.sep, "/")
+                        )
                     break
 
     # -- the result ----------------------------------------------------------------------------

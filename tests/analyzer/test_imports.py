@@ -480,7 +480,7 @@ def test_data_files_opened_by_literal_paths(
                 import json, os
                 from pathlib import Path
                 import correctionlib
-                import helpers.sf
+                import helpers.sf, helpers.tables
                 SF = json.load(open("data/sf.json"))
                 CSET = correctionlib.CorrectionSet.from_file("corrections/sf.json.gz")
                 LUMI = Path(__file__).parent / "lumi" / "golden.txt"
@@ -500,6 +500,11 @@ def test_data_files_opened_by_literal_paths(
                         self.w = np.load('weights.npy')
                 """,
             "helpers/weights.npy": "x",
+            "helpers/tables.py": """
+                import pathlib
+                T = pathlib.Path(__file__).parent / 'pt' / 'bins.csv'
+                """,
+            "helpers/pt/bins.csv": "x",
         },
     )
     write(site, {"correctionlib.py": "", "numpy.py": "def load(p): pass\n"})
@@ -508,14 +513,16 @@ def test_data_files_opened_by_literal_paths(
     (ana / "helpers" / "late.py").write_text("open('cwd_only.txt')\n")
     (ana / "proc.py").write_text((ana / "proc.py").read_text() + "import helpers.late\n")
     g = analyze(ana / "proc.py", make_target(site), tmp_path)
-    got = {(d.relpath, d.base, d.is_dir, d.site.rsplit("/", 1)[1]) for d in g.data_files}
+    got = {(d.relpath, d.base, d.arcname, d.is_dir, d.site.rsplit("/", 1)[1]) for d in g.data_files}
     assert got == {
-        ("data/sf.json", "file", False, "proc.py:5"),
-        ("corrections/sf.json.gz", "file", False, "proc.py:6"),
-        ("lumi/golden.txt", "file", False, "proc.py:7"),
-        ("tables", "file", True, "proc.py:8"),
-        ("weights.npy", "file", False, "sf.py:4"),
-        ("cwd_only.txt", "cwd", False, "late.py:1"),
+        ("data/sf.json", "cwd", "data/sf.json", False, "proc.py:5"),
+        ("corrections/sf.json.gz", "cwd", "corrections/sf.json.gz", False, "proc.py:6"),
+        ("lumi/golden.txt", "file", "lumi/golden.txt", False, "proc.py:7"),
+        ("tables", "file", "tables", True, "proc.py:8"),
+        # found next to helpers/sf.py, but a bare path is opened from the working directory
+        ("weights.npy", "cwd", "weights.npy", False, "sf.py:4"),
+        ("pt/bins.csv", "file", "helpers/pt/bins.csv", False, "tables.py:2"),
+        ("cwd_only.txt", "cwd", "cwd_only.txt", False, "late.py:1"),
     }
     assert all(os.path.isabs(d.path) and os.path.exists(d.path) for d in g.data_files)
 
@@ -663,7 +670,7 @@ def test_fixture_processor_in_fixture_venv(tmp_path: Path, fixture_venv: object)
     assert g.modules["fxensured"].chain == ("proc", "fxcore", "fxensured")
     local = {n for n, m in g.modules.items() if m.kind == "local"}
     assert local == {"proc", "tools", "tools.select", "tools.weights"}
-    assert [(d.relpath, d.base) for d in g.data_files] == [("corrections/sf.json", "file")]
+    assert [(d.arcname, d.base) for d in g.data_files] == [("corrections/sf.json", "file")]
     assert not g.errors and not g.warnings
     # What is missing is the stdlib's own platform fallbacks (ntpath's _winapi), all optional.
     assert all(m.site.startswith(probe(python).interpreter.stdlib) for m in g.missing)
