@@ -19,6 +19,7 @@ imports of third-party code are lazy candidates, followed only when asked for or
 
 from __future__ import annotations
 
+import ast
 import modulefinder
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -221,6 +222,7 @@ class _Finder(modulefinder.ModuleFinder):
             reverse=True,
         )
         self.listings: dict[str, tuple[frozenset[str], frozenset[str]] | None] = {}
+        self.editable = _editable_mappings(p for p, kind in self.prefixes if kind == "site")
         self.ns_portions: dict[str, list[str]] = {}
         self.meta: dict[str, tuple[tuple[str, ...], str, ModuleKind]] = {}  # chain, site, kind
         self.queue: list[str] = []
@@ -291,10 +293,28 @@ class _Finder(modulefinder.ModuleFinder):
             for suffix, kind in self.suffixes:
                 if name + suffix in files:
                     return None, os.path.join(entry, name + suffix), (suffix, "rb", kind)
+        if parent is None and name in self.editable:
+            found = self._editable_module(name, self.editable[name])
+            if found is not None:
+                return found
         if portions:
             self.ns_portions[fullname] = portions
             return None, portions[0], ("", "", _NAMESPACE)
         raise ImportError(f"No module named {fullname!r}", name=fullname)
+
+    def _editable_module(
+        self, name: str, where: str
+    ) -> tuple[None, str | None, tuple[str, str, int]] | None:
+        """A top-level name that setuptools' editable finder maps to a source path."""
+        if self._init_file(where) is not None:
+            return None, where, ("", "", _PKG_DIRECTORY)
+        for suffix, kind in self.suffixes:
+            if os.path.isfile(where + suffix):
+                return None, where + suffix, (suffix, "rb", kind)
+        if os.path.isdir(where):
+            self.ns_portions[name] = [where]
+            return None, where, ("", "", _NAMESPACE)
+        return None
 
     def load_module(  # type: ignore[override]  # the file kind is an int, as modulefinder uses it
         self, fqname: str, fp: Any, pathname: str | None, file_info: tuple[str, str, int]
@@ -677,6 +697,42 @@ class _Finder(modulefinder.ModuleFinder):
             warnings=tuple(sorted(set(warnings))),
             search_path=tuple(self.path),
         )
+
+
+def _editable_mappings(site_dirs: Iterable[str]) -> dict[str, str]:
+    """Top-level name -> source path from setuptools' ``__editable___*_finder.py`` hooks.
+
+    PEP 660 editable installs of flat-layout projects are not on sys.path: a .pth installs a
+    meta-path finder whose ``MAPPING`` literal says where each top-level package lives.
+    """
+    mapping: dict[str, str] = {}
+    for site in sorted(site_dirs):
+        try:
+            names = sorted(n for n in os.listdir(site) if n.startswith("__editable__"))
+        except OSError:
+            continue
+        for fname in names:
+            if not fname.endswith("_finder.py"):
+                continue
+            try:
+                tree = ast.parse(Path(site, fname).read_bytes())
+            except (OSError, SyntaxError, ValueError):
+                continue
+            for node in tree.body:
+                target = node.targets[0] if isinstance(node, ast.Assign) else None
+                if isinstance(node, ast.AnnAssign):
+                    target = node.target
+                value = getattr(node, "value", None)
+                if isinstance(target, ast.Name) and target.id == "MAPPING" and value is not None:
+                    try:
+                        literal = ast.literal_eval(value)
+                    except ValueError:
+                        continue
+                    if isinstance(literal, dict):
+                        for key, path in literal.items():
+                            if isinstance(key, str) and isinstance(path, str):
+                                mapping.setdefault(key, path)
+    return mapping
 
 
 def _compare(lhs: Any, op: str, rhs: Any) -> bool | None:

@@ -448,6 +448,25 @@ def test_pkgutil_namespace_and_local_dir_without_init(tmp_path: Path) -> None:
     assert g.modules["helpers.cuts"].kind == "local" and not g.errors
 
 
+def test_setuptools_editable_finder_mapping(tmp_path: Path, site: Path) -> None:
+    src = tmp_path / "project"
+    write(src, {"edpkg/__init__.py": "from . import sub\n", "edpkg/sub.py": "", "edmod.py": ""})
+    mapping = {"edpkg": str(src / "edpkg"), "edmod": str(src / "edmod")}
+    write(
+        site,
+        {
+            "__editable__.ed-0.1.pth": "import __editable___ed_0_1_finder; ...\n",
+            "__editable___ed_0_1_finder.py": f"MAPPING: dict[str, str] = {mapping!r}\n",
+        },
+    )
+    write(tmp_path / "ana", {"proc.py": "import edpkg, edmod\n"})
+    g = analyze(tmp_path / "ana" / "proc.py", make_target(site), tmp_path)
+    assert g.modules["edpkg.sub"].path == str(src / "edpkg" / "sub.py")
+    assert g.modules["edmod"].path == str(src / "edmod.py")
+    assert g.modules["edpkg"].kind == "local"  # editable source ships as local code
+    assert not g.missing
+
+
 def test_regular_package_wins_over_namespace_portion(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     (a / "thing").mkdir(parents=True)  # a bare directory, earlier on the path
