@@ -296,14 +296,14 @@ class Collector:
         return needers
 
     def _patched(self, path: Path, arc: str, *, force: bool = False) -> Path:
-        """The ELF itself, or a staged copy with an `$ORIGIN` RUNPATH to lib/ if it needs one."""
+        """The ELF itself, or a staged copy with an `$ORIGIN` RPATH to lib/ if it needs one."""
         needs = {str(path), os.path.realpath(path)} & self._bundle_needers
         if not force and not needs:
             return path
         staged = self.staging / arc
         staged.parent.mkdir(parents=True, exist_ok=True)
         try:
-            relocate.set_runpath(path, staged, [relocate.origin_runpath(arc)])
+            relocate.set_rpath(path, staged, [relocate.origin_runpath(arc)])
         except (ValueError, OSError) as exc:
             raise BuildError(f"cannot set the run path of {path}: {exc}") from None
         return staged

@@ -24,13 +24,14 @@ def origin_runpath(arcname: str, lib_dir: str = "lib") -> str:
     return "$ORIGIN" if rel == "." else f"$ORIGIN/{rel}"
 
 
-def set_runpath(src: Path, dst: Path, first: list[str]) -> None:
-    """Copy ELF ``src`` to ``dst`` with RUNPATH = ``first`` + its own `$ORIGIN` entries.
+def set_rpath(src: Path, dst: Path, first: list[str]) -> None:
+    """Copy ELF ``src`` to ``dst`` with DT_RPATH = ``first`` + its own `$ORIGIN` entries.
 
     Absolute entries of the build machine are dropped (they must never be searched on a worker);
     `$ORIGIN`-relative ones the file already had (numpy's ``$ORIGIN/../numpy.libs``) are kept.
-    An RPATH becomes a RUNPATH: the env's libraries must win over LD_LIBRARY_PATH only through
-    the order ld.so gives RUNPATH, and RUNPATH is what auditwheel writes too.
+    DT_RPATH, not DT_RUNPATH: ld.so searches RPATH *before* LD_LIBRARY_PATH and RUNPATH after
+    it, and clusters often export LD_LIBRARY_PATH (``module load python``) naming another
+    libpython of the same soname. The env's own libraries must win there too.
     """
     lief.logging.disable()
     binary = lief.parse(str(src))
@@ -41,7 +42,7 @@ def set_runpath(src: Path, dst: Path, first: list[str]) -> None:
     binary.remove(tags.RUNPATH)
     binary.remove(tags.RPATH)
     ordered = list(dict.fromkeys(first + kept))
-    binary.add(lief.ELF.DynamicEntryRunPath(":".join(ordered)))
+    binary.add(lief.ELF.DynamicEntryRpath(":".join(ordered)))
     binary.write(str(dst))
 
 
@@ -151,7 +152,7 @@ __all__ = [
     "pyc_unchecked",
     "relocate_script",
     "runpath_of",
-    "set_runpath",
+    "set_rpath",
     "sysconfigdata",
     "trampoline",
 ]

@@ -216,7 +216,7 @@ def _can_hide() -> str | None:
 
 
 def run_hidden(
-    hide: list[Path], cmd: list[str], cwd: Path | None = None
+    hide: list[Path], cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` with tmpfs mounted over every dir in ``hide`` (a private mount namespace)."""
     reason = _can_hide()
@@ -229,7 +229,7 @@ def run_hidden(
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **(env or {})},
     )
 
 
@@ -311,7 +311,10 @@ def test_shipped_libpython_is_loaded_not_the_system_one(project: Project, unpack
     if not SYSTEM_LIBPYTHON.exists():
         pytest.skip(f"no system {SYSTEM_LIBPYTHON.name} to be confused with")
     code = "print(open('/proc/self/maps').read())"
-    res = run_hidden(build_prefixes(project), [str(unpacked / "bin" / PY), "-I", "-c", code])
+    # A worker that exports LD_LIBRARY_PATH naming the system libpython's dir must not win.
+    env = {"LD_LIBRARY_PATH": str(SYSTEM_LIBPYTHON.parent)}
+    cmd = [str(unpacked / "bin" / PY), "-I", "-c", code]
+    res = run_hidden(build_prefixes(project), cmd, env=env)
     assert res.returncode == 0, res.stderr
     maps = {line.split()[-1] for line in res.stdout.splitlines() if "libpython" in line}
     assert maps == {str(unpacked / "lib" / f"lib{PY}.so.1.0")}

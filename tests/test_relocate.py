@@ -37,16 +37,16 @@ def elf_pair(tmp_path: Path) -> tuple[Path, Path]:
     return exe, libdir / "libbar.so"
 
 
-def test_set_runpath_makes_it_relocatable(elf_pair: tuple[Path, Path], tmp_path: Path) -> None:
+def test_set_rpath_makes_it_relocatable(elf_pair: tuple[Path, Path], tmp_path: Path) -> None:
     exe, lib = elf_pair
     env = tmp_path / "env"
     (env / "bin").mkdir(parents=True)
     (env / "lib").mkdir()
-    relocate.set_runpath(exe, env / "bin" / "main", [relocate.origin_runpath("bin/main")])
+    relocate.set_rpath(exe, env / "bin" / "main", [relocate.origin_runpath("bin/main")])
     (env / "bin" / "main").chmod(0o755)
     shutil.copy(lib, env / "lib" / "libbar.so")
     shutil.rmtree(lib.parent)  # the build machine's dir is gone
-    # the absolute entry is dropped, the $ORIGIN one kept after ours; RPATH became RUNPATH
+    # the absolute entry is dropped, the $ORIGIN one kept after ours; written as DT_RPATH
     assert relocate.runpath_of(env / "bin" / "main") == ["$ORIGIN/../lib", "$ORIGIN/../extra"]
     res = subprocess.run([str(env / "bin" / "main")], env={})
     assert res.returncode == 7
@@ -54,21 +54,21 @@ def test_set_runpath_makes_it_relocatable(elf_pair: tuple[Path, Path], tmp_path:
         ["readelf", "-d", str(env / "bin" / "main")], capture_output=True, text=True
     )
     if out.returncode == 0:
-        assert "RUNPATH" in out.stdout and "(RPATH)" not in out.stdout
+        assert "(RPATH)" in out.stdout and "RUNPATH" not in out.stdout
 
 
-def test_set_runpath_is_deterministic(elf_pair: tuple[Path, Path], tmp_path: Path) -> None:
+def test_set_rpath_is_deterministic(elf_pair: tuple[Path, Path], tmp_path: Path) -> None:
     exe, _ = elf_pair
-    relocate.set_runpath(exe, tmp_path / "a", ["$ORIGIN"])
-    relocate.set_runpath(exe, tmp_path / "b", ["$ORIGIN"])
+    relocate.set_rpath(exe, tmp_path / "a", ["$ORIGIN"])
+    relocate.set_rpath(exe, tmp_path / "b", ["$ORIGIN"])
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
 
 
-def test_set_runpath_refuses_non_elf(tmp_path: Path) -> None:
+def test_set_rpath_refuses_non_elf(tmp_path: Path) -> None:
     fake = tmp_path / "fake.so"
     fake.write_bytes(b"not an elf file at all")
     with pytest.raises(ValueError, match="not an ELF"):
-        relocate.set_runpath(fake, tmp_path / "out.so", ["$ORIGIN"])
+        relocate.set_rpath(fake, tmp_path / "out.so", ["$ORIGIN"])
     assert relocate.runpath_of(fake) == []
 
 
