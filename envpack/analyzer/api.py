@@ -119,7 +119,7 @@ def analyze(
             )
 
     for data in graph.data_files:
-        for path, arc in _data_tree(data.path, data.relpath, data.is_dir):
+        for path, arc in _data_tree(data.path, data.arcname or data.relpath, data.is_dir):
             why = f"opened at {data.site}"
             local[arc] = LocalFile(path=path, arcname=arc, kind="data", why=why)
 
