@@ -167,6 +167,8 @@ def find_imports(
 
 def _check_root(path: Path) -> Path:
     path = path.absolute()
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory, not a Python file")
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     if path.suffix != ".py":

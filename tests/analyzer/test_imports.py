@@ -364,7 +364,7 @@ def test_broken_third_party_files_warn(tmp_path: Path, site: Path) -> None:
         ("missing.py", None, "no such file"),
         ("proc.txt", b"import os\n", "not a Python source file"),
         ("binary.py", b"\x7fELF\x02\x01\x01\x00\x00\x00", "binary"),
-        ("adir.py", "dir", "no such file"),
+        ("adir.py", "dir", "is a directory"),
     ],
 )
 def test_bad_roots(tmp_path: Path, name: str, content: bytes | str | None, message: str) -> None:
