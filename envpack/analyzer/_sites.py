@@ -14,6 +14,7 @@ A summary is ``(sites, all_names, extends_path, data_refs, error)``:
   ``anchor`` is the ``package=`` of a dynamic relative import.
 - condition: ``("tc",)`` TYPE_CHECKING, ``("main",)`` ``__name__ == "__main__"``,
   ``("ver", op, rhs, sub)``, ``("plat", op, rhs)``, ``("platsw", prefixes)``,
+  ``("spec", name)`` (``importlib.util.find_spec("name")``: true when it resolves),
   ``("osname", op, rhs)``, ``("platsys", op, rhs)``, ``("const", bool)``, ``("fail", gid)``
   (the try body ``gid`` had an import that did not resolve), ``("and", …)``, ``("or", …)``,
   ``("not", c)`` and ``("?",)`` for anything else.
@@ -292,21 +293,22 @@ class _Extractor:
                 continue
             if isinstance(node, ast.Call):
                 self.call(node, ctx, want_calls, consumed)
-            elif self.local and isinstance(node, ast.BinOp) and id(node) not in consumed:
+            elif (
+                self.local
+                and isinstance(node, ast.BinOp)
+                and id(node) not in consumed
+                and not _never_runs(ctx)
+            ):
                 joined = self.path_div(node, consumed)
                 if joined is not None:
                     self.data.append((joined[0], joined[1], node.lineno))
             stack.extend(ast.iter_child_nodes(node))
 
     def call(self, node: ast.Call, ctx: _Ctx, want_calls: bool, consumed: set[int]) -> None:
+        if self.local and _never_runs(ctx):
+            consumed.add(id(node))  # no data files from __main__ / TYPE_CHECKING blocks
         func = node.func
-        name = (
-            func.id
-            if isinstance(func, ast.Name)
-            else func.attr
-            if isinstance(func, ast.Attribute)
-            else ""
-        )
+        name = _callee(node)
         if name in _DYNAMIC_FUNCS and node.args and self.has_dynamic:
             self.dynamic(node, ctx)
         if want_calls and isinstance(func, ast.Name) and func.id in self.funcs:
@@ -432,6 +434,9 @@ class _Extractor:
             return ("const", bool(node.value))
         if isinstance(node, ast.Call):
             func = node.func
+            spec = _spec_probe(node)
+            if spec is not None:
+                return ("spec", spec)
             if (
                 isinstance(func, ast.Attribute)
                 and func.attr == "startswith"
@@ -451,6 +456,15 @@ class _Extractor:
         return UNKNOWN
 
     def compare(self, left: ast.expr, op: ast.cmpop, right: ast.expr) -> Cond:
+        if (
+            isinstance(op, ast.Is | ast.IsNot)
+            and isinstance(right, ast.Constant)
+            and right.value is None
+            and isinstance(left, ast.Call)
+        ):
+            spec = _spec_probe(left)
+            if spec is not None:
+                return ("spec", spec) if isinstance(op, ast.IsNot) else ("not", ("spec", spec))
         sym = _CMP_OPS.get(type(op))
         if sym is None:
             return UNKNOWN
@@ -508,6 +522,19 @@ def _span_has(lines: list[int], node: ast.AST) -> bool:
     end = getattr(node, "end_lineno", None) or start
     i = bisect.bisect_left(lines, start)
     return i < len(lines) and lines[i] <= end
+
+
+def _never_runs(ctx: _Ctx) -> bool:
+    """Under ``if __name__ == "__main__":`` or ``if TYPE_CHECKING:`` (for every target)."""
+    return any(want and cond[0] in ("main", "tc") for cond, want in ctx.guards)
+
+
+def _spec_probe(node: ast.Call) -> str | None:
+    """``importlib.util.find_spec("x")`` (or ``find_spec``/``pkgutil.find_loader``): ``"x"``."""
+    name = _dotted(node.func) or ""
+    if name.rsplit(".", 1)[-1] not in ("find_spec", "find_loader") or len(node.args) != 1:
+        return None
+    return _str(node.args[0])
 
 
 def _catches_import_error(node: ast.expr | None) -> bool:

@@ -511,6 +511,15 @@ class _Finder(modulefinder.ModuleFinder):
                     return None
                 rhs = rhs[0]
             return _compare(lhs, op, rhs)
+        if tag == "spec":
+            top = str(cond[1]).lstrip(".").split(".")[0]
+            if not top or top != cond[1].split(".")[0]:
+                return None
+            try:
+                self.find_module(top, None)
+            except ImportError:
+                return False
+            return True
         if tag == "platsw":
             return self.platform.startswith(tuple(cond[1]))
         if tag in ("plat", "osname", "platsys"):

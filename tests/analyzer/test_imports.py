@@ -168,7 +168,8 @@ def test_optional_imports_present_and_absent(tmp_path: Path, site: Path) -> None
 
 
 def test_type_checking_and_main_guards(tmp_path: Path, site: Path) -> None:
-    write(site, {f"m{i}.py": "" for i in range(6)})
+    write(site, {f"m{i}.py": "" for i in range(8)})
+    write(tmp_path, {"main_only.json": "{}", "typing_only.json": "{}"})
     write(
         tmp_path,
         {
@@ -185,15 +186,26 @@ def test_type_checking_and_main_guards(tmp_path: Path, site: Path) -> None:
                     import m3
                 if __name__ == "__main__":
                     import m4
-                    main()
+                    main(open("main_only.json"))
+                if TYPE_CHECKING:
+                    X = open("typing_only.json")
                 def main():
                     import m5
+                import importlib.util
+                if importlib.util.find_spec("m6") is not None:
+                    import m6
+                if importlib.util.find_spec("absent_mod"):
+                    import absent_mod
+                else:
+                    import m7
                 """,
         },
     )
     g = analyze(tmp_path / "proc.py", make_target(site), tmp_path)
-    assert {"m2", "m3", "m5"} <= set(g.modules)  # m5: local function-level import
-    assert not {"m0", "m1", "m4"} & set(g.modules)
+    assert {"m2", "m3", "m5", "m6", "m7"} <= set(g.modules)  # m5: local function-level import
+    assert not {"m0", "m1", "m4", "absent_mod"} & set(g.modules)
+    assert not g.errors and not g.data_files  # nothing from blocks that never run
+    assert "absent_mod" not in {m.module for m in g.missing}
 
 
 @pytest.mark.parametrize("version", [(3, 7, 0), (3, 12, 1)])
