@@ -12,7 +12,13 @@ import tomllib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from envpack.analyzer.distributions import DistIndex, InstalledDist, left_out, marker_environment
+from envpack.analyzer.distributions import (
+    DistIndex,
+    InstalledDist,
+    left_out,
+    marker_environment,
+    resolve_path,
+)
 from envpack.analyzer.interpreter import Target, probe
 from envpack.errors import UsageError
 from envpack.spec import (
@@ -136,7 +142,7 @@ def analyze(
                 version=dist.version,
                 location=dist.location,
                 files=files,
-                size=sum(_size(dist.location, f) for f in files),
+                size=sum(_size(dist.location, f) for f in files) if key in editable else dist.size,
                 modules=tuple(sorted(modules)),
                 why=chain,
                 editable=key in editable,
@@ -144,14 +150,19 @@ def analyze(
             )
         )
 
-    shipped_files = {os.path.realpath(os.path.join(d.location, f)) for d in dists for f in d.files}
+    shipped_files = {
+        os.path.normpath(os.path.join(real_location, f))
+        for d in dists
+        for real_location in (os.path.realpath(d.location),)
+        for f in d.files
+    }
     elves = [interp.real_executable]
     elves += [m.path for m in stdlib if m.path and _is_ext(m.path)]
     elves += sorted(f for f in shipped_files if _is_ext(f))
     elves += [f.path for f in local.values() if f.kind == "module" and _is_ext(f.path)]
     native = analyze_native(elves, shipped=frozenset(shipped_files), machine=interp.machine)
     warnings += native.warnings
-    reached = {os.path.realpath(m.path) for m in graph.modules.values() if m.path}
+    reached = {resolve_path(m.path) for m in graph.modules.values() if m.path}
     for lib in native.libs:
         if lib.kind != "missing":
             continue
@@ -289,7 +300,7 @@ def _in_stdlib(site: str, interp: Interpreter) -> bool:
 
 def _is_unreached_module(path: str, reached: set[str], target: Target) -> bool:
     """An extension module (by its import suffix) that the import graph never reaches."""
-    return path.endswith(target.extension_suffixes) and os.path.realpath(path) not in reached
+    return path.endswith(target.extension_suffixes) and resolve_path(path) not in reached
 
 
 def _is_ext(path: str) -> bool:

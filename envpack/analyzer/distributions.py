@@ -8,6 +8,8 @@ and why" (``Requires-Dist`` with markers evaluated for the target interpreter).
 
 from __future__ import annotations
 
+import csv
+import functools
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,13 +49,16 @@ class DistIndex:
         self._by_name: dict[str, InstalledDist] = {}
         self._owner: dict[str, InstalledDist] = {}
         self._editable: list[tuple[str, InstalledDist]] = []
-        for dist in importlib_metadata.Distribution.discover(path=list(paths)):
-            installed = _read(dist)
-            if installed is None or installed.key in self._by_name:
+        for raw in _discover(paths):
+            if canonicalize_name(raw.name) in self._by_name:
                 continue  # an earlier sys.path entry shadows later copies, as at import time
+            installed = _read(raw)
             self._by_name[installed.key] = installed
+            # Resolve the location once, not each of the ~30k files of a coffea venv: a
+            # realpath per RECORD entry was most of a warm analysis.
+            base = _norm(installed.location)
             for rel in installed.files:
-                self._owner.setdefault(_norm(os.path.join(installed.location, rel)), installed)
+                self._owner.setdefault(os.path.normpath(os.path.join(base, rel)), installed)
             for root in installed.editable_roots:
                 self._editable.append((_norm(root) + os.sep, installed))
 
@@ -82,23 +87,129 @@ class DistIndex:
         return dist.top_level if dist else ()
 
 
-def _norm(path: str | os.PathLike[str]) -> str:
-    return os.path.realpath(os.path.normpath(path))
+def resolve_path(path: str | os.PathLike[str]) -> str:
+    """realpath of the directory (cached: a few hundred dirs hold tens of thousands of files)
+    joined with the file name; file-level symlinks inside site-packages are not followed."""
+    head, tail = os.path.split(os.path.normpath(os.fspath(path)))
+    return os.path.join(_real_dir(head), tail) if tail else _real_dir(head)
 
 
-def _read(dist: importlib_metadata.Distribution) -> InstalledDist | None:
+@functools.lru_cache(maxsize=65536)
+def _real_dir(path: str) -> str:
+    return os.path.realpath(path)
+
+
+_norm = resolve_path
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """What one .dist-info/.egg-info says, before sizes and ownership are worked out."""
+
+    name: str
+    version: str
+    location: str
+    record: tuple[str, ...]
+    requires: tuple[str, ...]
+    meta_dir: str
+
+
+def _discover(paths: Sequence[str]) -> Iterator[_Raw]:
+    """Read .dist-info directories directly: importlib-metadata's pathlib-based ``files`` and
+    email parsing cost over a second on a coffea venv, most of a warm analysis. .egg-info (legacy
+    and ``setup.py develop`` installs) still goes through importlib-metadata."""
+    for location in paths:
+        try:
+            names = sorted(os.listdir(location))
+        except OSError:
+            continue
+        for name in names:
+            meta_dir = os.path.join(location, name)
+            if name.endswith(".dist-info"):
+                raw = _dist_info(location, meta_dir)
+            elif name.endswith(".egg-info"):
+                raw = _egg_info(location, meta_dir)
+            else:
+                continue
+            if raw is not None:
+                yield raw
+
+
+def _dist_info(location: str, meta_dir: str) -> _Raw | None:
+    meta = _read_text(os.path.join(meta_dir, "METADATA"))
+    if meta is None:
+        return None  # a broken .dist-info with no METADATA: nothing we could ship by name
+    headers = _headers(meta)
+    name = headers.get("name", [""])[0]
+    if not name:
+        return None
+    record_text = _read_text(os.path.join(meta_dir, "RECORD"))
+    if record_text is not None:
+        record = tuple(row[0] for row in csv.reader(record_text.splitlines()) if row)
+    else:  # no RECORD (a hand-made install): ship at least its metadata
+        base = os.path.basename(meta_dir)
+        record = tuple(os.path.join(base, f) for f in sorted(os.listdir(meta_dir)))
+    return _Raw(
+        name=name,
+        version=headers.get("version", [""])[0],
+        location=location,
+        record=record,
+        requires=tuple(headers.get("requires-dist", ())),
+        meta_dir=meta_dir,
+    )
+
+
+def _egg_info(location: str, meta_dir: str) -> _Raw | None:
+    dist = importlib_metadata.PathDistribution(Path(meta_dir))
     name = dist.metadata["Name"] if dist.metadata else None
     if not name:
-        return None  # a broken .dist-info with no METADATA: nothing we could ship by name
-    location = str(dist.locate_file(""))
+        return None
+    return _Raw(
+        name=name,
+        version=dist.version,
+        location=location,
+        record=tuple(str(f) for f in dist.files or ()),
+        requires=tuple(dist.requires or ()),
+        meta_dir=meta_dir,
+    )
+
+
+def _headers(text: str) -> dict[str, list[str]]:
+    """Core-metadata headers (RFC 822 style) up to the body, keys lower-cased."""
+    out: dict[str, list[str]] = {}
+    last = ""
+    for line in text.splitlines():
+        if not line:
+            break
+        if line[0] in " \t" and last:
+            out[last][-1] += " " + line.strip()
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            last = key.strip().lower()
+            out.setdefault(last, []).append(value.strip())
+    return out
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _read(raw: _Raw) -> InstalledDist:
+    location = raw.location
     files: list[str] = []
     size = 0
     top: set[str] = set()
-    for entry in dist.files or ():
-        rel = os.path.normpath(str(entry))
-        full = os.path.join(location, rel)
+    for entry in raw.record:
+        rel = os.path.normpath(
+            entry if not os.path.isabs(entry) else os.path.relpath(entry, location)
+        )
         try:
-            st = os.lstat(full)
+            st = os.lstat(os.path.join(location, rel))
         except OSError:
             continue  # RECORD may list .pyc files that were never written
         files.append(rel)
@@ -111,13 +222,13 @@ def _read(dist: importlib_metadata.Distribution) -> InstalledDist | None:
         elif len(head) == 1 and rel.endswith((".py", ".so", ".pyd")):
             top.add(rel.split(".", 1)[0])
     return InstalledDist(
-        name=name,
-        version=dist.version,
+        name=raw.name,
+        version=raw.version,
         location=location,
         files=tuple(sorted(files)),
         size=size,
-        requires=tuple(dist.requires or ()),
-        editable_roots=_editable_roots(dist, location),
+        requires=raw.requires,
+        editable_roots=_editable_roots(raw, files),
         top_level=tuple(sorted(t for t in top if t.isidentifier())),
     )
 
@@ -125,9 +236,9 @@ def _read(dist: importlib_metadata.Distribution) -> InstalledDist | None:
 _NOT_PATH = ("#", "import")  # .pth lines that are comments or code, not paths
 
 
-def _editable_roots(dist: importlib_metadata.Distribution, location: str) -> tuple[str, ...]:
+def _editable_roots(raw: _Raw, files: Sequence[str]) -> tuple[str, ...]:
     """Source trees of an editable install: the paths its own .pth files add to sys.path."""
-    text = dist.read_text("direct_url.json")
+    text = _read_text(os.path.join(raw.meta_dir, "direct_url.json"))
     if not text:
         return ()
     try:
@@ -137,16 +248,10 @@ def _editable_roots(dist: importlib_metadata.Distribution, location: str) -> tup
     if not editable:
         return ()
     roots: list[str] = []
-    for entry in dist.files or ():
-        if str(entry).endswith(".pth"):
-            pth = Path(location, str(entry))
-            try:
-                lines = pth.read_text().splitlines()
-            except OSError:
-                continue
-            roots += [
-                ln.strip() for ln in lines if ln.strip() and not ln.startswith(("#", "import"))
-            ]
+    for rel in files:
+        if rel.endswith(".pth"):
+            lines = (_read_text(os.path.join(raw.location, rel)) or "").splitlines()
+            roots += [ln.strip() for ln in lines if ln.strip() and not ln.startswith(_NOT_PATH)]
     return tuple(sorted(roots))
 
 

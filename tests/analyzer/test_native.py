@@ -16,6 +16,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
 
+from envpack.analyzer.interpreter import probe
 from envpack.analyzer.native import (
     ElfInfo,
     NativeReport,
@@ -520,7 +521,8 @@ def _oracle(path: Path) -> dict[str, object]:
 
 
 def test_reader_agrees_with_pyelftools_on_real_files(chain: Chain) -> None:
-    dynload = Path(sysconfig.get_paths()["platstdlib"]) / "lib-dynload"
+    # The base interpreter's lib-dynload: in a venv (as CI runs), platstdlib points into it.
+    dynload = Path(probe().interpreter.dynload)
     files = [
         chain.ext,
         chain.foo,
