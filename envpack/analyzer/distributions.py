@@ -11,10 +11,13 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import marshal
 import os
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
+from typing import Any
 
 import importlib_metadata
 from packaging.markers import Marker
@@ -45,22 +48,24 @@ class InstalledDist:
 class DistIndex:
     """Every distribution installed on a list of sys.path entries, with a file -> owner map."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], *, cache_dir: Path | None = None) -> None:
         self._by_name: dict[str, InstalledDist] = {}
         self._owner: dict[str, InstalledDist] = {}
         self._editable: list[tuple[str, InstalledDist]] = []
-        for raw in _discover(paths):
-            if canonicalize_name(raw.name) in self._by_name:
-                continue  # an earlier sys.path entry shadows later copies, as at import time
-            installed = _read(raw)
-            self._by_name[installed.key] = installed
-            # Resolve the location once, not each of the ~30k files of a coffea venv: a
-            # realpath per RECORD entry was most of a warm analysis.
-            base = _norm(installed.location)
-            for rel in installed.files:
-                self._owner.setdefault(os.path.normpath(os.path.join(base, rel)), installed)
-            for root in installed.editable_roots:
-                self._editable.append((_norm(root) + os.sep, installed))
+        cache = _DistCache(cache_dir)
+        for location in paths:
+            for installed in cache.location(location):
+                if installed.key in self._by_name:
+                    continue  # an earlier sys.path entry shadows later copies, as at import
+                self._by_name[installed.key] = installed
+                # Resolve the location once, not each of the ~30k files of a coffea venv: a
+                # realpath per RECORD entry was most of a warm analysis.
+                base = resolve_path(installed.location)
+                for rel in installed.files:
+                    self._owner.setdefault(os.path.normpath(os.path.join(base, rel)), installed)
+                for root in installed.editable_roots:
+                    self._editable.append((resolve_path(root) + os.sep, installed))
+        cache.save()
 
     def __iter__(self) -> Iterator[InstalledDist]:
         return iter(sorted(self._by_name.values(), key=lambda d: d.key))
@@ -70,7 +75,7 @@ class DistIndex:
 
     def owner(self, path: str | os.PathLike[str]) -> InstalledDist | None:
         """The distribution whose RECORD lists ``path``, or whose editable tree holds it."""
-        key = _norm(path)
+        key = resolve_path(path)
         found = self._owner.get(key)
         if found is not None:
             return found
@@ -78,7 +83,7 @@ class DistIndex:
 
     def is_editable_source(self, path: str | os.PathLike[str]) -> bool:
         """True for a file of an editable install's source tree (not in any RECORD)."""
-        key = _norm(path)
+        key = resolve_path(path)
         return key not in self._owner and any(key.startswith(root) for root, _ in self._editable)
 
     def modules_of(self, name: str) -> tuple[str, ...]:
@@ -99,9 +104,6 @@ def _real_dir(path: str) -> str:
     return os.path.realpath(path)
 
 
-_norm = resolve_path
-
-
 @dataclass(frozen=True)
 class _Raw:
     """What one .dist-info/.egg-info says, before sizes and ownership are worked out."""
@@ -114,25 +116,96 @@ class _Raw:
     meta_dir: str
 
 
-def _discover(paths: Sequence[str]) -> Iterator[_Raw]:
+_META_DIRS = (".dist-info", ".egg-info")
+_CACHE_FORMAT = 1
+
+# A location's stamp: its own mtime plus (name, mtime, size) of each metadata dir's RECORD.
+# Installing, removing or reinstalling a distribution changes it.
+_Stamp = tuple[int, tuple[tuple[str, int, int], ...]]
+
+
+class _DistCache:
+    """Scanned locations kept on disk while their stamp holds (a warm analysis reads no RECORD).
+
+    marshal of plain tuples, not pickle: loading a cache file never runs code.
+    """
+
+    def __init__(self, directory: Path | None) -> None:
+        self.file = None if directory is None else directory / f"dists-v{_CACHE_FORMAT}.marshal"
+        self.entries: dict[str, tuple[_Stamp, list[tuple[Any, ...]]]] = {}
+        self.dirty = False
+        if self.file is not None:
+            try:
+                loaded = marshal.loads(self.file.read_bytes())
+                self.entries = loaded if isinstance(loaded, dict) else {}
+            except (OSError, EOFError, ValueError, TypeError):
+                self.entries = {}
+
+    def location(self, location: str) -> list[InstalledDist]:
+        stamp = _stamp(location)
+        if stamp is None:
+            return []
+        hit = self.entries.get(location)
+        if hit is not None and hit[0] == stamp:
+            try:
+                return [InstalledDist(*fields) for fields in hit[1]]
+            except TypeError:
+                pass  # written by another layout of InstalledDist: rescan
+        found = [_read(raw) for raw in _discover(location)]
+        self.entries[location] = (stamp, [astuple(d) for d in found])
+        self.dirty = True
+        return found
+
+    def save(self) -> None:
+        if self.file is None or not self.dirty:
+            return
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=".dists-")
+            with os.fdopen(fd, "wb") as fh:
+                marshal.dump(self.entries, fh)
+            os.replace(tmp, self.file)
+        except OSError:
+            return  # a cache that cannot be written is only a slower next run
+
+
+def _stamp(location: str) -> _Stamp | None:
+    try:
+        mtime = os.stat(location).st_mtime_ns
+        names = sorted(n for n in os.listdir(location) if n.endswith(_META_DIRS))
+    except OSError:
+        return None
+    parts: list[tuple[str, int, int]] = []
+    for name in names:
+        meta_dir = os.path.join(location, name)
+        for probe in ("RECORD", "installed-files.txt", "SOURCES.txt", ""):
+            try:
+                st = os.stat(os.path.join(meta_dir, probe) if probe else meta_dir)
+            except OSError:
+                continue
+            parts.append((name, st.st_mtime_ns, st.st_size))
+            break
+    return (mtime, tuple(parts))
+
+
+def _discover(location: str) -> Iterator[_Raw]:
     """Read .dist-info directories directly: importlib-metadata's pathlib-based ``files`` and
     email parsing cost over a second on a coffea venv, most of a warm analysis. .egg-info (legacy
     and ``setup.py develop`` installs) still goes through importlib-metadata."""
-    for location in paths:
-        try:
-            names = sorted(os.listdir(location))
-        except OSError:
+    try:
+        names = sorted(os.listdir(location))
+    except OSError:
+        return
+    for name in names:
+        meta_dir = os.path.join(location, name)
+        if name.endswith(".dist-info"):
+            raw = _dist_info(location, meta_dir)
+        elif name.endswith(".egg-info"):
+            raw = _egg_info(location, meta_dir)
+        else:
             continue
-        for name in names:
-            meta_dir = os.path.join(location, name)
-            if name.endswith(".dist-info"):
-                raw = _dist_info(location, meta_dir)
-            elif name.endswith(".egg-info"):
-                raw = _egg_info(location, meta_dir)
-            else:
-                continue
-            if raw is not None:
-                yield raw
+        if raw is not None:
+            yield raw
 
 
 def _dist_info(location: str, meta_dir: str) -> _Raw | None:

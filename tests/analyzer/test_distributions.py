@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import time
+import zipfile
 from pathlib import Path
 
 from envpack.analyzer.distributions import DistIndex, left_out, marker_environment
 from envpack.analyzer.interpreter import probe
 from tests.conftest import FixtureVenv
+from tests.wheels import FIXTURES, build_wheel
 
 
 def _index(venv: FixtureVenv) -> DistIndex:
@@ -77,3 +80,38 @@ def test_marker_environment_describes_the_target_not_us() -> None:
     assert env["python_version"] == "3.9"
     assert env["sys_platform"] == "darwin"
     assert env["platform_system"] == "Darwin"
+
+
+def _install(wheel: Path, site: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)
+
+
+def test_cache_reuses_scans_and_sees_new_installs(tmp_path: Path) -> None:
+    site, cache = tmp_path / "site", tmp_path / "cache"
+    site.mkdir()
+    wheels = tmp_path / "wheels"
+    _install(build_wheel(FIXTURES / "fx-ensured", wheels), site)
+    first = DistIndex([str(site)], cache_dir=cache)
+    assert [d.name for d in first] == ["fx-ensured"]
+    assert list(cache.glob("dists-v*.marshal"))
+
+    # A warm index answers from the cache: same distributions, same owners.
+    warm = DistIndex([str(site)], cache_dir=cache)
+    assert list(warm) == list(first)
+    assert warm.owner(site / "fxensured.py") == first.owner(site / "fxensured.py")
+
+    # Installing another distribution changes the location's stamp: it is rescanned.
+    time.sleep(0.01)  # a distinct directory mtime even on coarse-timestamp filesystems
+    _install(build_wheel(FIXTURES / "fx-unused", wheels), site)
+    again = DistIndex([str(site)], cache_dir=cache)
+    assert [d.name for d in again] == ["fx-ensured", "fx-unused"]
+
+
+def test_corrupt_cache_is_ignored(tmp_path: Path) -> None:
+    site, cache = tmp_path / "site", tmp_path / "cache"
+    site.mkdir()
+    _install(build_wheel(FIXTURES / "fx-ensured", tmp_path / "w"), site)
+    cache.mkdir()
+    (cache / "dists-v1.marshal").write_bytes(b"\x00garbage")
+    assert [d.name for d in DistIndex([str(site)], cache_dir=cache)] == ["fx-ensured"]
