@@ -55,21 +55,11 @@ def analyze_once(python: Path, out: Path, cache_home: Path, *extra: str) -> tupl
 
 def profile_cold(python: Path, tmp: Path) -> str:
     """cProfile of one cold analysis, in process (pool workers are not profiled)."""
-    import cProfile
-    import io
-    import pstats
-
     os.environ["XDG_CACHE_HOME"] = str(tmp / "prof-cache")
     sys.path.insert(0, str(_env.REPO))
     from envpack.analyzer.api import analyze
 
-    prof = cProfile.Profile()
-    prof.enable()
-    analyze([_env.PROCESSOR], python=str(python))
-    prof.disable()
-    buf = io.StringIO()
-    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
-    return buf.getvalue()
+    return _env.profile(lambda: analyze([_env.PROCESSOR], python=str(python)))
 
 
 def main() -> None:

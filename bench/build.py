@@ -63,22 +63,13 @@ def sha(path: Path) -> str:
 
 
 def profile_build(spec_path: Path, tmp: Path) -> str:
-    import cProfile
-    import io
-    import pstats
-
+    """cProfile of one cold build, in process (compression threads are not profiled)."""
     sys.path.insert(0, str(_env.REPO))
     from envpack.build import build
     from envpack.spec import Spec
 
     spec = Spec.read(spec_path)
-    prof = cProfile.Profile()
-    prof.enable()
-    build(spec, tmp / "prof-out")
-    prof.disable()
-    buf = io.StringIO()
-    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
-    return buf.getvalue()
+    return _env.profile(lambda: build(spec, tmp / "prof-out"))
 
 
 def main() -> None:

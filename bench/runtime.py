@@ -128,17 +128,26 @@ def main() -> None:
 
         # First task on an empty node vs tar xzf of the same tarball (best of 2 each).
         _env.log("first task (empty cache) vs tar xzf")
+        # sync first: the previous round's deleted/dirty pages must not be written back on our
+        # clock; rounds alternate which side goes first; best of 3.
         firsts, untars = [], []
-        for i in range(2):
-            shutil.rmtree(node, ignore_errors=True)
-            firsts.append(clock([*run_cmd, "true"], env=base_env))
-            dest = tmp / f"untar{i}"
-            dest.mkdir()
-            untars.append(clock(["tar", "xzf", str(env_tar), "-C", str(dest)]))
-            if i == 0:
-                shutil.rmtree(dest)
+        dest = tmp / "untar"
+        for i in range(3):
+            for side in ("envpack", "tar") if i % 2 == 0 else ("tar", "envpack"):
+                if side == "envpack":
+                    shutil.rmtree(node, ignore_errors=True)
+                    subprocess.run(["sync"], check=False)
+                    firsts.append(clock([*run_cmd, "true"], env=base_env))
+                else:
+                    shutil.rmtree(dest, ignore_errors=True)
+                    dest.mkdir()
+                    subprocess.run(["sync"], check=False)
+                    untars.append(clock(["tar", "xzf", str(env_tar), "-C", str(dest)]))
         first, untar = min(firsts), min(untars)
-        bare_python = next(p for p in (tmp / "untar1" / "bin" / "python",) if p.exists())
+        # Disk writeback makes single unpacks swing by 2x here; the ratio within each round
+        # (the two sides back to back) is steadier than best against best.
+        ratio = statistics.median(f / u for f, u in zip(firsts, untars, strict=True))
+        bare_python = dest / "bin" / "python"
 
         # Per-task overhead, warm cache.
         _env.log(f"per-task overhead, warm cache (median of {args.n})")
@@ -220,7 +229,7 @@ def main() -> None:
                         [*cmd, "python", "-c", "pass"], cwd=sandbox, capture_output=True, text=True
                     )
                     t_pruns += time.perf_counter() - t0
-                    pexpand += (proc.stdout + proc.stderr).count("expanding environment file")
+                    pexpand += (proc.stdout + proc.stderr).count(": expanding environment file")
             base_runs = f"{pexpand} unpack(s), {t_pruns:.1f} s"
 
     size = env_tar.stat().st_size
@@ -237,7 +246,10 @@ def main() -> None:
         f"{t_bare_py * 1000:.1f} ms -> {(t_env_py - t_bare_py) * 1000:.1f} ms added"
     )
     print(
-        f"first task (empty cache): {first:.2f} s vs tar xzf {untar:.2f} s = {first / untar:.2f}x"
+        f"first task (empty cache): {first:.2f} s vs tar xzf {untar:.2f} s (best of 3); median "
+        f"ratio within a round {ratio:.2f}x "
+        f"(runs {', '.join(f'{x:.1f}' for x in firsts)} vs "
+        f"{', '.join(f'{x:.1f}' for x in untars)})"
     )
     print(
         f"{args.tasks} tasks: envpack-run {t_many:.1f} s ({unpacks_many} unpack) vs {base_name} "
@@ -253,7 +265,9 @@ def main() -> None:
     print(
         _env.verdict("< 20 ms added per warm task", overhead < 0.020, f"{overhead * 1000:.1f} ms")
     )
-    print(_env.verdict("first task <= 1.2x tar xzf", first <= 1.2 * untar, f"{first / untar:.2f}x"))
+    print(
+        _env.verdict("first task <= 1.2x tar xzf", ratio <= 1.2, f"{ratio:.2f}x (median, paired)")
+    )
     print(
         _env.verdict(
             f">= 20x less worker time for {args.tasks} tasks",
