@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from envpack import archive
+from envpack import archive, runtime
 from envpack.archive import MANIFEST, SUMMARY, Compression, Progress, Record
 from envpack.collect import Collection, collect
 from envpack.errors import BuildError, SpecError
 from envpack.spec import SCHEMA, Spec
 
-RUNNER_NAME = "envpack-run"
+RUNNER_NAME = runtime.RUNNER_NAME
 
 
 @dataclass(frozen=True)
@@ -50,25 +50,6 @@ class Environment:
     groups: tuple[GroupSize, ...] = ()  # per distribution, plus python/stdlib/local/native
     warnings: tuple[str, ...] = ()
     runner: Path | None = None
-
-
-def runner_script(name: str) -> Path | None:
-    """A file of envpack.runtime, when that package ships it (it is written in parallel)."""
-    try:
-        from envpack import runtime
-    except ImportError:
-        return None
-    path = Path(runtime.__file__).parent / name
-    return path if path.is_file() else None
-
-
-def _runner_path() -> Path | None:
-    try:
-        from envpack.runtime import runner_path
-    except ImportError:
-        return runner_script("envpack-run")
-    path = Path(runner_path())
-    return path if path.is_file() else None
 
 
 def build(
@@ -98,7 +79,7 @@ def build(
 
     with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
         out = _out_dir(Path(out_dir))
-        collection = collect(spec, Path(stage), runner_script("run_in_env.sh"))
+        collection = collect(spec, Path(stage), runtime.run_in_env_path())
         return assemble(spec, out, collection, compress=compress, level=level, progress=progress)
 
 
@@ -182,10 +163,8 @@ def _out_dir(out: Path) -> Path:
     return out
 
 
-def _copy_runner(out: Path) -> Path | None:
-    src = _runner_path()
-    if src is None:
-        return None
+def _copy_runner(out: Path) -> Path:
+    src = runtime.runner_path()
     dst = out / RUNNER_NAME
     if dst.is_file() and dst.read_bytes() == src.read_bytes():
         return dst

@@ -20,8 +20,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from envpack import runtime
 from envpack.archive import Compression, Entry, Progress
-from envpack.build import Environment, _out_dir, assemble, runner_script
+from envpack.build import Environment, _out_dir, assemble
 from envpack.collect import collect
 from envpack.errors import BuildError
 from envpack.spec import Spec
@@ -80,7 +81,7 @@ def build_conda(
     prefix = Path(spec.interpreter.prefix)
     with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
         out = _out_dir(Path(out_dir))
-        collection = collect(spec, Path(stage), runner_script("run_in_env.sh"))
+        collection = collect(spec, Path(stage), runtime.run_in_env_path())
         # envpack's layout mirrors a conda prefix, so an arcname is also the prefix path
         staged = {e.arcname: e for e in collection.entries}
         files = conda_env(prefix, {arc for arc in staged if (prefix / arc).exists()})
