@@ -69,6 +69,10 @@ def build_env(python: Path) -> tuple[Path, Path]:
 
 
 def clock(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
+    # A task's cwd is its sandbox: the runner links the env's data files there, so never the
+    # caller's directory (it left corrections/ symlinks in the repo).
+    if cwd is None:
+        cwd = Path(tempfile.mkdtemp(prefix="envpack-bench-task-"))
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     dt = time.perf_counter() - t0
