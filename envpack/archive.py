@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import marshal
 import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -58,6 +61,12 @@ class Entry:
     mode: int
     source: Source
     group: str = ""  # what it belongs to ("python", "stdlib", a distribution name, ...)
+    # The files a callable source's bytes are a function of: its key in the digest cache.
+    inputs: tuple[Path, ...] = ()
+
+
+class Stale(Exception):
+    """Raised by a callable source whose input no longer fits (a stale pyc): leave it out."""
 
 
 @dataclass(frozen=True)
@@ -104,31 +113,151 @@ def _read(source: Source) -> bytes:
     return source()
 
 
-def record_of(entry: Entry) -> Record:
-    """Digest one entry (reads a file source once, streaming)."""
+class DigestCache:
+    """sha256 and size of file contents, keyed by the files' identity and stat.
+
+    A warm rebuild must name its tarball without reading ~600 MB again. The key of a file is
+    (path, st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns): any write changes mtime and ctime
+    (ctime cannot be set back by tools that restore mtimes), a replacement changes the inode. A
+    file modified less than ``RACY`` seconds before the build started is never cached: a second
+    write within the same timestamp tick would go unseen. Stored as marshal (loading it never
+    runs code), written atomically; an unreadable or corrupt file is an empty cache.
+    """
+
+    FORMAT = 1
+    RACY = 2.0
+    MAX = 200_000  # entries kept across builds; past it, only this build's are kept
+
+    def __init__(self, file: Path | None) -> None:
+        self.file = file
+        self._old: dict[object, tuple[int, bytes]] = {}
+        self._new: dict[object, tuple[int, bytes]] = {}
+        self._cutoff = time.time_ns() - int(self.RACY * 1e9)
+        if file is not None:
+            try:
+                loaded = marshal.loads(file.read_bytes())
+            except (OSError, EOFError, ValueError, TypeError):
+                loaded = None
+            ok = isinstance(loaded, tuple) and len(loaded) == 2 and loaded[0] == self.FORMAT
+            if ok and isinstance(loaded[1], dict):
+                self._old = loaded[1]
+
+    @staticmethod
+    def default_file() -> Path:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "envpack" / f"digests-v{DigestCache.FORMAT}.marshal"
+
+    def key(self, paths: tuple[Path, ...]) -> tuple[object, ...] | None:
+        """The cache key of content made from ``paths``; None when it must not be cached."""
+        parts: list[object] = []
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None
+            if st.st_mtime_ns > self._cutoff or st.st_ctime_ns > self._cutoff:
+                return None
+            parts.append(
+                (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            )
+        return tuple(parts)
+
+    def get(self, key: object) -> tuple[int, bytes] | None:
+        hit = self._new.get(key) or self._old.get(key)
+        if hit is not None:
+            self._new[key] = hit
+        return hit
+
+    def put(self, key: object, size: int, digest: bytes) -> None:
+        self._new[key] = (size, digest)
+
+    def save(self) -> None:
+        """Write the cache; a failure only costs the next build its hits."""
+        if self.file is None or not self._new:
+            return
+        merged = dict(self._old) if len(self._old) + len(self._new) <= self.MAX else {}
+        merged.update(self._new)
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".digests.", dir=self.file.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    marshal.dump((self.FORMAT, merged), fh)
+                os.replace(tmp, self.file)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError:
+            pass
+
+
+def record_of(entry: Entry, cache: DigestCache | None = None) -> Record:
+    """Digest one entry (reads a file source once, streaming); raises Stale for a stale one."""
     src = entry.source
     if isinstance(src, Link):
         return Record(entry.arcname, 0o777, 0, None, src.target, entry.group)
+    if isinstance(src, bytes):
+        return Record(
+            entry.arcname, entry.mode, len(src), hashlib.sha256(src).hexdigest(), None, entry.group
+        )
+    inputs = (src,) if isinstance(src, Path) else entry.inputs
+    key = cache.key(inputs) if cache is not None and inputs else None
+    hit = cache.get(key) if cache is not None and key is not None else None
+    if hit is not None:
+        return Record(entry.arcname, entry.mode, hit[0], hit[1].hex(), None, entry.group)
     if isinstance(src, Path):
         with open(src, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256")
+            sha = hashlib.file_digest(fh, "sha256")
             size = fh.tell()
-        return Record(entry.arcname, entry.mode, size, digest.hexdigest(), None, entry.group)
-    data = _read(src)
-    return Record(
-        entry.arcname, entry.mode, len(data), hashlib.sha256(data).hexdigest(), None, entry.group
-    )
+    else:
+        data = src()
+        sha, size = hashlib.sha256(data), len(data)
+    if cache is not None and key is not None:
+        cache.put(key, size, sha.digest())
+    return Record(entry.arcname, entry.mode, size, sha.hexdigest(), None, entry.group)
+
+
+def _record_or_none(entry: Entry, cache: DigestCache | None) -> Record | None:
+    try:
+        return record_of(entry, cache)
+    except Stale:
+        return None
+
+
+def digest(
+    entries: list[Entry], progress: Progress | None = None, cache: DigestCache | None = None
+) -> tuple[list[Entry], list[Record]]:
+    """The entries that still yield content, and their records, in the entries' order.
+
+    I/O and sha256 (which releases the GIL) bound, so a few threads help.
+    """
+    total = len(entries)
+    kept: list[Entry] = []
+    records: list[Record] = []
+    chunks = [entries[i : i + 256] for i in range(0, total, 256)]  # one task each: few submits
+
+    def run(chunk: list[Entry]) -> list[Record | None]:
+        return [_record_or_none(e, cache) for e in chunk]
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) * 2)) as pool:
+        for chunk, results in zip(chunks, pool.map(run, chunks), strict=True):
+            for entry, rec in zip(chunk, results, strict=True):
+                if rec is not None:
+                    kept.append(entry)
+                    records.append(rec)
+            done += len(chunk)
+            if progress is not None:
+                progress("hashing", done, total)
+    return kept, records
 
 
 def digest_entries(entries: list[Entry], progress: Progress | None = None) -> list[Record]:
-    """Records for every entry, in the entries' order; I/O bound, so two threads help."""
-    total = len(entries)
-    records: list[Record] = []
-    with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) * 2)) as pool:
-        for i, rec in enumerate(pool.map(record_of, entries, chunksize=64), 1):
-            records.append(rec)
-            if progress is not None and (i % 256 == 0 or i == total):
-                progress("hashing", i, total)
+    """Records for every entry, in the entries' order (no cache; a Stale source is an error)."""
+    kept, records = digest(entries, progress)
+    if len(kept) != len(entries):
+        gone = sorted({e.arcname for e in entries} - {e.arcname for e in kept})
+        raise Stale(f"sources gave no content: {', '.join(gone)}")
     return records
 
 
@@ -397,12 +526,15 @@ def _meta_members(tar: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
 
 
 __all__ = [
+    "DigestCache",
     "Entry",
     "Link",
     "Progress",
     "Record",
     "Source",
+    "Stale",
     "compressor",
+    "digest",
     "digest_entries",
     "manifest_bytes",
     "manifest_hash",

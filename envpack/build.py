@@ -50,6 +50,8 @@ class Environment:
     groups: tuple[GroupSize, ...] = ()  # per distribution, plus python/stdlib/local/native
     warnings: tuple[str, ...] = ()
     runner: Path | None = None
+    dropped_files: int = 0  # distribution test-suite files left out (see keep_tests)
+    dropped_size: int = 0  # their bytes on disk
 
 
 def build(
@@ -59,8 +61,15 @@ def build(
     compress: Compression = "gzip",
     level: int | None = None,
     progress: Progress | None = None,
+    keep_tests: bool = False,
+    digest_cache: bool = True,
 ) -> Environment:
-    """Build the env for ``spec`` into ``out_dir``; instant when its hash is already there."""
+    """Build the env for ``spec`` into ``out_dir``; instant when its hash is already there.
+
+    ``keep_tests``: ship distributions' test-suite directories (``pkg/**/tests``), which are
+    dropped by default. ``digest_cache``: reuse file digests of earlier builds, kept in
+    ``$XDG_CACHE_HOME/envpack`` and keyed by each file's stat, so a rebuild reads only changes.
+    """
     if spec.schema > SCHEMA:
         raise SpecError(
             f"Spec schema {spec.schema} is newer than this envpack understands ({SCHEMA})"
@@ -79,8 +88,16 @@ def build(
 
     with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
         out = _out_dir(Path(out_dir))
-        collection = collect(spec, Path(stage), runtime.run_in_env_path())
-        return assemble(spec, out, collection, compress=compress, level=level, progress=progress)
+        collection = collect(spec, Path(stage), runtime.run_in_env_path(), keep_tests=keep_tests)
+        return assemble(
+            spec,
+            out,
+            collection,
+            compress=compress,
+            level=level,
+            progress=progress,
+            digest_cache=digest_cache,
+        )
 
 
 def assemble(
@@ -91,22 +108,26 @@ def assemble(
     compress: Compression = "gzip",
     level: int | None = None,
     progress: Progress | None = None,
+    digest_cache: bool = True,
 ) -> Environment:
     """Digest, name, cache-check and write collected entries (shared by the conda backend)."""
-    records = archive.digest_entries(collection.entries, progress)
+    cache = archive.DigestCache(archive.DigestCache.default_file() if digest_cache else None)
+    entries, records = archive.digest(collection.entries, progress, cache)
+    cache.save()
+    collection.entries = entries
     manifest = archive.manifest_bytes(records)
     env_hash = archive.manifest_hash(manifest)
     final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
     runner = _copy_runner(out)
     if final.is_file():
-        return _environment(spec, final, env_hash, records, True, collection.warnings, runner)
+        return _environment(spec, final, env_hash, records, True, collection, runner)
     summary = archive.summary_bytes(env_hash, records, {MANIFEST: manifest})
     meta = [(SUMMARY, summary), (MANIFEST, manifest)]
     write_atomic(
         final,
         lambda fh: _write(fh, compress, level, meta, collection, records, progress),
     )
-    return _environment(spec, final, env_hash, records, False, collection.warnings, runner)
+    return _environment(spec, final, env_hash, records, False, collection, runner)
 
 
 def _write(
@@ -128,6 +149,8 @@ def _write(
             empty_dirs=collection.empty_dirs,
             progress=progress,
         )
+    except archive.Stale as exc:
+        raise BuildError(f"a source changed during the build: {exc}") from None
     finally:
         stream.close()
 
@@ -184,7 +207,7 @@ def _environment(
     env_hash: str,
     records: list[Record],
     cached: bool,
-    warnings: list[str],
+    collection: Collection,
     runner: Path | None,
 ) -> Environment:
     by_group: dict[str, list[Record]] = {}
@@ -205,8 +228,10 @@ def _environment(
         cached=cached,
         unpacked_size=sum(r.size for r in records if r.target is None),
         groups=groups,
-        warnings=tuple(warnings),
+        warnings=tuple(collection.warnings),
         runner=runner,
+        dropped_files=collection.dropped_files,
+        dropped_size=collection.dropped_size,
     )
 
 

@@ -45,8 +45,10 @@ def _load_spec(inputs: tuple[Path, ...]) -> Spec:
               show_default=True, help="Directory for the tarball and envpack-run.")  # fmt: skip
 @click.option("--compress", type=click.Choice(["gzip", "zstd"]), default="gzip", show_default=True)
 @click.option("--level", type=click.IntRange(1, 22), default=None, help="Compression level.")
+@click.option("--keep-tests", is_flag=True,
+              help="Ship the test suites inside distributions.")  # fmt: skip
 def build_command(
-    inputs: tuple[Path, ...], out_dir: Path, compress: str, level: int | None
+    inputs: tuple[Path, ...], out_dir: Path, compress: str, level: int | None, keep_tests: bool
 ) -> None:
     """Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py files."""
     from envpack.build import build, source_size
@@ -81,7 +83,14 @@ def build_command(
             bar.update(tasks[stage], completed=done)  # type: ignore[arg-type]
 
         try:
-            env = build(spec, out_dir, compress=compress, level=level, progress=progress)  # type: ignore[arg-type]
+            env = build(
+                spec,
+                out_dir,
+                compress=compress,  # type: ignore[arg-type]
+                level=level,
+                progress=progress,
+                keep_tests=keep_tests,
+            )
         except SpecError as exc:
             err.print(f"[red]error:[/] {exc}")
             raise SystemExit(2) from None
@@ -104,6 +113,12 @@ def build_command(
         f"{env.files} files; whole source environment: {_human(whole)}",
         soft_wrap=True,
     )
+    if env.dropped_files:
+        out.print(
+            f"dropped {env.dropped_files} test-suite files ({_human(env.dropped_size)}) "
+            "inside distributions (--keep-tests keeps them)",
+            soft_wrap=True,
+        )
     for warning in env.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
     if env.runner is not None:
