@@ -119,9 +119,10 @@ class DigestCache:
     A warm rebuild must name its tarball without reading ~600 MB again. The key of a file is
     (path, st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns): any write changes mtime and ctime
     (ctime cannot be set back by tools that restore mtimes), a replacement changes the inode. A
-    file modified less than ``RACY`` seconds before the build started is never cached: a second
-    write within the same timestamp tick would go unseen. Stored as marshal (loading it never
-    runs code), written atomically; an unreadable or corrupt file is an empty cache.
+    file whose mtime is less than ``RACY`` seconds before the build started is never cached: a
+    second write within the same timestamp tick would go unseen (git's "racily clean" rule).
+    Stored as marshal (loading it never runs code), written atomically; an unreadable or
+    corrupt file is an empty cache.
     """
 
     FORMAT = 1
@@ -155,7 +156,7 @@ class DigestCache:
                 st = os.stat(path)
             except OSError:
                 return None
-            if st.st_mtime_ns > self._cutoff or st.st_ctime_ns > self._cutoff:
+            if st.st_mtime_ns > self._cutoff:
                 return None
             parts.append(
                 (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

@@ -133,3 +133,83 @@ def test_zstd(tmp_path: Path) -> None:
         stream.close()
     res = subprocess.run(["zstd", "-dc", str(out)], capture_output=True, check=True)
     assert res.stdout == b"hello zstd\n" * 1000
+
+
+# -- digest cache ------------------------------------------------------------------------------
+
+
+def _old(path: Path, when: int = 1_600_000_000) -> None:
+    os.utime(path, (when, when))
+
+
+def test_digest_cache_hit_and_invalidation(tmp_path: Path) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"a" * 1000)
+    _old(data)
+    cache_file = tmp_path / "cache" / "digests.marshal"
+    entry = Entry("data.bin", 0o644, data, "g")
+
+    first = archive.DigestCache(cache_file)
+    rec = archive.record_of(entry, first)
+    first.save()
+    assert cache_file.is_file()
+    warm = archive.DigestCache(cache_file)
+    key = warm.key((data,))
+    assert warm.get(key) == (1000, bytes.fromhex(rec.sha256 or ""))
+
+    # Same size, mtime put back: the ctime still moves, so the old digest is not reused.
+    data.write_bytes(b"b" * 1000)
+    _old(data)
+    changed = archive.record_of(entry, archive.DigestCache(cache_file))
+    assert changed.sha256 == hashlib.sha256(b"b" * 1000).hexdigest() != rec.sha256
+
+    # A size change alone, too.
+    data.write_bytes(b"b" * 999)
+    _old(data)
+    assert archive.record_of(entry, archive.DigestCache(cache_file)).size == 999
+
+
+def test_digest_cache_skips_racy_files_and_survives_corruption(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh.txt"
+    fresh.write_bytes(b"just written")
+    cache_file = tmp_path / "digests.marshal"
+    cache = archive.DigestCache(cache_file)
+    assert cache.key((fresh,)) is None  # modified within RACY seconds: never cached
+    assert cache.key((tmp_path / "absent",)) is None
+    for junk in (b"", b"\x00garbage", b"\xe9\x02\x00\x00\x00"):
+        cache_file.write_bytes(junk)
+        corrupt = archive.DigestCache(cache_file)
+        rec = archive.record_of(Entry("fresh.txt", 0o644, fresh, "g"), corrupt)
+        assert rec.sha256 == hashlib.sha256(b"just written").hexdigest()
+
+
+def test_callable_source_cached_by_its_inputs(tmp_path: Path) -> None:
+    src = tmp_path / "src.txt"
+    src.write_bytes(b"one")
+    _old(src)
+    calls: list[int] = []
+
+    def make() -> bytes:
+        calls.append(1)
+        return src.read_bytes().upper()
+
+    cache = archive.DigestCache(tmp_path / "c.marshal")
+    entry = Entry("out.txt", 0o644, make, "g", (src,))
+    a = archive.record_of(entry, cache)
+    b = archive.record_of(entry, cache)
+    assert a == b and len(calls) == 1
+    src.write_bytes(b"two")
+    _old(src)
+    assert archive.record_of(entry, cache).sha256 == hashlib.sha256(b"TWO").hexdigest()
+    assert len(calls) == 2
+
+
+def test_stale_source_is_left_out(tmp_path: Path) -> None:
+    def stale() -> bytes:
+        raise archive.Stale("gone")
+
+    items = [Entry("a", 0o644, b"x", "g"), Entry("b", 0o644, stale, "g")]
+    kept, records = archive.digest(items)
+    assert [e.arcname for e in kept] == [r.path for r in records] == ["a"]
+    with pytest.raises(archive.Stale):
+        archive.digest_entries(items)

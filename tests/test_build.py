@@ -501,3 +501,107 @@ def test_disk_full_leaves_nothing(project: Project, tmp_path: Path) -> None:
     left = res.stdout.split("LEFT", 1)[1].strip()
     assert ".part" not in left and ".tar.gz" not in left
     assert errno.ENOSPC  # the errno the builder maps to this message
+
+
+# -- test suites inside distributions ---------------------------------------------------------
+
+
+def _with_test_suites(project: Project, root: Path, modules: tuple[str, ...]) -> Spec:
+    """The project's Spec plus a distribution holding test suites at several depths."""
+    site = root / "site"
+    files = {
+        "pkgt/__init__.py": "from pkgt.testing import helper\n",
+        "pkgt/testing/__init__.py": "def helper():\n    return 1\n",
+        "pkgt/tests/__init__.py": "",
+        "pkgt/tests/test_a.py": "def test_a():\n    assert True\n",
+        "pkgt/core/__init__.py": "",
+        "pkgt/core/test/data.bin": "x" * 500,
+        "tests/__init__.py": "TOP = 1\n",  # a top-level package named tests: never dropped
+        "pkgt-1.0.dist-info/RECORD": "",
+        "pkgt-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: pkgt\nVersion: 1.0\n",
+    }
+    for rel, text in files.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text(text)
+    dist = Distribution(
+        name="pkgt",
+        version="1.0",
+        location=str(site),
+        files=tuple(sorted(files)),
+        size=sum(len(t) for t in files.values()),
+        modules=modules,
+        why=("proc", "pkgt"),
+    )
+    return replace(project.spec, distributions=(*project.spec.distributions, dist))
+
+
+def _members(env: Environment) -> set[str]:
+    with tarfile.open(env.path) as tar:
+        return set(tar.getnames())
+
+
+def test_test_suites_dropped_by_default_kept_on_request(project: Project, tmp_path: Path) -> None:
+    spec = _with_test_suites(project, tmp_path, ("pkgt", "tests"))
+    site = "lib/python3.11/site-packages"
+    dropped = build(spec, tmp_path / "drop", level=1)
+    names = _members(dropped)
+    assert f"{site}/pkgt/__init__.py" in names
+    assert f"{site}/pkgt/testing/__init__.py" in names
+    assert f"{site}/tests/__init__.py" in names
+    assert f"{site}/pkgt-1.0.dist-info/METADATA" in names
+    assert not any(n.startswith((f"{site}/pkgt/tests", f"{site}/pkgt/core/test")) for n in names)
+    assert dropped.dropped_files == 3
+    assert dropped.dropped_size == 500 + len("def test_a():\n    assert True\n")
+
+    kept = build(spec, tmp_path / "keep", level=1, keep_tests=True)
+    names = _members(kept)
+    assert f"{site}/pkgt/tests/test_a.py" in names and f"{site}/pkgt/core/test/data.bin" in names
+    assert kept.dropped_files == 0 and kept.hash != dropped.hash
+
+
+def test_test_suite_reached_by_name_is_kept(project: Project, tmp_path: Path) -> None:
+    spec = _with_test_suites(project, tmp_path, ("pkgt", "pkgt.tests.test_a"))
+    env = build(spec, tmp_path / "out", level=1)
+    names = _members(env)
+    assert "lib/python3.11/site-packages/pkgt/tests/test_a.py" in names
+    assert "lib/python3.11/site-packages/pkgt/core/test/data.bin" not in names
+    assert env.dropped_files == 1
+
+
+# -- digest cache ------------------------------------------------------------------------------
+
+
+def test_digest_cache_rebuild_sees_every_change(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache hit names the same tarball; content, size or mtime changes give a new one."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    data = tmp_path / "table.json"
+    data.write_text('{"v": 1}\n')
+    os.utime(data, (1_600_000_000, 1_600_000_000))
+    item = LocalFile(str(data), "table.json", "data", "open")
+    spec = replace(project.spec, local=(*project.spec.local, item))
+    first = build(spec, tmp_path / "a", level=1)
+    assert list((tmp_path / "xdg" / "envpack").glob("digests-*.marshal"))
+    hit = build(spec, tmp_path / "a", level=1)
+    assert hit.cached and hit.hash == first.hash
+    seen = {first.hash}
+
+    def rebuilt() -> Environment:
+        env = build(spec, tmp_path / "a", level=1)
+        assert not env.cached and env.hash not in seen
+        seen.add(env.hash)
+        with tarfile.open(env.path) as tar:
+            member = tar.extractfile("local/table.json")
+            assert member is not None and member.read() == data.read_bytes()
+        return env
+
+    data.write_text('{"v": 2}\n')  # same size, mtime put back
+    os.utime(data, (1_600_000_000, 1_600_000_000))
+    rebuilt()
+    data.write_text('{"v": 22}\n')  # size
+    os.utime(data, (1_600_000_000, 1_600_000_000))
+    rebuilt()
+    os.utime(data, (1_600_000_100, 1_600_000_100))  # mtime only: same content, same hash
+    again = build(spec, tmp_path / "a", level=1)
+    assert again.cached and again.hash in seen

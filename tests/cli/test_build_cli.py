@@ -167,3 +167,20 @@ def test_verify_reports_failed_import(project: Project, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "import no_such_module: ModuleNotFoundError" in result.output
     assert isinstance(spec.distributions[0], Distribution)
+
+
+def test_build_reports_dropped_test_suites_and_keep_tests(project: Project, tmp_path: Path) -> None:
+    from tests.test_build import _with_test_suites
+
+    spec_path = tmp_path / "envpack.json"
+    _with_test_suites(project, tmp_path, ("pkgt",)).write(spec_path)
+    dropped = invoke("build", str(spec_path), "-o", str(tmp_path / "a"), "--level", "1")
+    assert dropped.exit_code == 0, dropped.output
+    assert "dropped 3 test-suite files" in dropped.stdout
+    kept = invoke(
+        "build", str(spec_path), "-o", str(tmp_path / "b"), "--level", "1", "--keep-tests"
+    )
+    assert kept.exit_code == 0, kept.output
+    assert "test-suite" not in kept.stdout
+    with tarfile.open(kept.stdout.strip().splitlines()[-1]) as tar:
+        assert "lib/python3.11/site-packages/pkgt/tests/test_a.py" in tar.getnames()
