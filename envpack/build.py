@@ -62,13 +62,16 @@ def build(
     level: int | None = None,
     progress: Progress | None = None,
     keep_tests: bool = False,
+    keep_debug: bool = False,
     digest_cache: bool = True,
 ) -> Environment:
     """Build the env for ``spec`` into ``out_dir``; instant when its hash is already there.
 
     ``keep_tests``: ship distributions' test-suite directories (``pkg/**/tests``), which are
-    dropped by default. ``digest_cache``: reuse file digests of earlier builds, kept in
-    ``$XDG_CACHE_HOME/envpack`` and keyed by each file's stat, so a rebuild reads only changes.
+    dropped by default. ``keep_debug``: keep the debug sections of ELF files, which are
+    stripped by default (envpack.collect.OBJCOPY says why). ``digest_cache``: reuse file
+    digests of earlier builds, kept in ``$XDG_CACHE_HOME/envpack`` and keyed by each file's
+    stat, so a rebuild reads only what changed.
     """
     if spec.schema > SCHEMA:
         raise SpecError(
@@ -88,7 +91,13 @@ def build(
 
     with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
         out = _out_dir(Path(out_dir))
-        collection = collect(spec, Path(stage), runtime.run_in_env_path(), keep_tests=keep_tests)
+        collection = collect(
+            spec,
+            Path(stage),
+            runtime.run_in_env_path(),
+            keep_tests=keep_tests,
+            keep_debug=keep_debug,
+        )
         return assemble(
             spec,
             out,

@@ -605,3 +605,85 @@ def test_digest_cache_rebuild_sees_every_change(
     os.utime(data, (1_600_000_100, 1_600_000_100))  # mtime only: same content, same hash
     again = build(spec, tmp_path / "a", level=1)
     assert again.cached and again.hash in seen
+
+
+# -- debug sections ----------------------------------------------------------------------------
+
+
+def _debug_sections(data: bytes) -> list[str]:
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    elf = ELFFile(io.BytesIO(data))
+    return [s.name for s in elf.iter_sections() if s.name.startswith(".debug_")]
+
+
+def _debug_build(project: Project, root: Path) -> Spec:
+    """The project's Spec plus a distribution whose extension module has DWARF (gcc -g)."""
+    site = root / "site"
+    (site / "dbgmod").mkdir(parents=True)
+    src = root / "dbg.c"
+    src.write_text(
+        "#include <Python.h>\n"
+        'static struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "_dbg", 0, -1, 0};\n'
+        "PyMODINIT_FUNC PyInit__dbg(void) { return PyModule_Create(&m); }\n"
+    )
+    so = site / "dbgmod" / "_dbg.so"
+    include = sysconfig.get_paths()["include"]
+    _run("gcc", "-g", "-shared", "-fPIC", f"-I{include}", "-o", so, src)
+    (site / "dbgmod" / "__init__.py").write_text("from dbgmod import _dbg\n")
+    files = ("dbgmod/__init__.py", "dbgmod/_dbg.so")
+    dist = Distribution(
+        name="dbgmod",
+        version="1.0",
+        location=str(site),
+        files=files,
+        size=sum((site / f).stat().st_size for f in files),
+        modules=("dbgmod",),
+        why=("proc", "dbgmod"),
+    )
+    return replace(project.spec, distributions=(*project.spec.distributions, dist))
+
+
+@pytest.mark.skipif(shutil.which("objcopy") is None, reason="needs binutils' objcopy")
+def test_debug_sections_stripped_unless_kept(project: Project, tmp_path: Path) -> None:
+    spec = _debug_build(project, tmp_path)
+    member = "lib/python3.11/site-packages/dbgmod/_dbg.so"
+    original = (tmp_path / "site" / "dbgmod" / "_dbg.so").read_bytes()
+    assert _debug_sections(original)
+
+    env = build(spec, tmp_path / "strip", level=1)
+    root = tmp_path / "env"
+    root.mkdir()
+    with tarfile.open(env.path) as tar:
+        tar.extractall(root, filter="tar")
+    stripped = (root / member).read_bytes()
+    assert not _debug_sections(stripped) and len(stripped) < len(original)
+    manifest = json.loads((root / MANIFEST).read_text())
+    (entry,) = [f for f in manifest["files"] if f["path"] == member]
+    assert entry["size"] == len(stripped)
+    # still a loadable extension module, from the unpacked env
+    proc = _run(root / "bin" / "python", "-I", "-c", "import dbgmod._dbg as m; print(m.__name__)")
+    assert proc.stdout.strip() == "dbgmod._dbg"
+
+    kept = build(spec, tmp_path / "keep", level=1, keep_debug=True)
+    with tarfile.open(kept.path) as tar:
+        fh = tar.extractfile(member)
+        assert fh is not None and fh.read() == original
+    assert kept.hash != env.hash
+
+
+def test_two_builds_with_a_warm_digest_cache_are_byte_identical(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stripped and pyc entries come from the digest cache the second time: same bytes."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    spec = _debug_build(project, tmp_path)
+    old = 1_600_000_000
+    for path in (tmp_path / "site").rglob("*"):
+        os.utime(path, (old, old))
+    first = build(spec, tmp_path / "a", level=1)
+    second = build(spec, tmp_path / "b", level=1)
+    assert not second.cached
+    assert first.path.read_bytes() == second.path.read_bytes()

@@ -47,8 +47,15 @@ def _load_spec(inputs: tuple[Path, ...]) -> Spec:
 @click.option("--level", type=click.IntRange(1, 22), default=None, help="Compression level.")
 @click.option("--keep-tests", is_flag=True,
               help="Ship the test suites inside distributions.")  # fmt: skip
+@click.option("--keep-debug", is_flag=True,
+              help="Keep the debug sections (DWARF) of ELF files.")  # fmt: skip
 def build_command(
-    inputs: tuple[Path, ...], out_dir: Path, compress: str, level: int | None, keep_tests: bool
+    inputs: tuple[Path, ...],
+    out_dir: Path,
+    compress: str,
+    level: int | None,
+    keep_tests: bool,
+    keep_debug: bool,
 ) -> None:
     """Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py files."""
     from envpack.build import build, source_size
@@ -90,6 +97,7 @@ def build_command(
                 level=level,
                 progress=progress,
                 keep_tests=keep_tests,
+                keep_debug=keep_debug,
             )
         except SpecError as exc:
             err.print(f"[red]error:[/] {exc}")
