@@ -23,15 +23,13 @@ import os
 import posixpath
 import shutil
 import stat
+import struct
 import subprocess
 import tempfile
 from collections.abc import Collection as Collection_
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
 
 from envpack import relocate
 from envpack.archive import LINKS, SPEC, Entry, Link, Source, Stale, normalize_mode
@@ -409,12 +407,41 @@ def _run_objcopy(objcopy: Path, src: Path, dst: Path) -> None:
 
 
 def _has_debug(path: Path) -> bool:
-    """Whether an ELF file has .debug_* sections (read from its section headers only)."""
+    """Whether an ELF file has .debug_* sections, from its section headers alone.
+
+    A few reads with struct, not pyelftools: this runs for every ELF of a build, twice
+    (digest and write), and pyelftools took ~7 ms a file, over a second per coffea build.
+    """
     try:
         with open(path, "rb") as fh:
-            return any(s.name.startswith(".debug_") for s in ELFFile(fh).iter_sections())
-    except (OSError, ELFError):
+            ident = fh.read(64)
+            if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2):
+                return False
+            end = "<" if ident[5] == 1 else ">"
+            if ident[4] == 2:  # ELFCLASS64
+                (shoff,) = struct.unpack_from(end + "Q", ident, 0x28)
+                entsize, num, strndx = struct.unpack_from(end + "HHH", ident, 0x3A)
+                name_at, off_fmt, off_at = 0, end + "QQ", 0x18
+            else:
+                (shoff,) = struct.unpack_from(end + "I", ident, 0x20)
+                entsize, num, strndx = struct.unpack_from(end + "HHH", ident, 0x2E)
+                name_at, off_fmt, off_at = 0, end + "II", 0x10
+            if not shoff or not num or strndx >= num or entsize < off_at + 16:
+                return False
+            fh.seek(shoff)
+            table = fh.read(entsize * num)
+            if len(table) < entsize * num:
+                return False
+            str_off, str_size = struct.unpack_from(off_fmt, table, strndx * entsize + off_at)
+            fh.seek(str_off)
+            names = fh.read(min(str_size, 1 << 20))
+    except OSError:
         return False
+    for i in range(num):
+        (name,) = struct.unpack_from(end + "I", table, i * entsize + name_at)
+        if names.startswith(b".debug_", name):
+            return True
+    return False
 
 
 def _reached_test_dirs(spec: Spec) -> set[str]:

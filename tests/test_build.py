@@ -687,3 +687,28 @@ def test_two_builds_with_a_warm_digest_cache_are_byte_identical(
     second = build(spec, tmp_path / "b", level=1)
     assert not second.cached
     assert first.path.read_bytes() == second.path.read_bytes()
+
+
+def test_has_debug_reads_section_headers(project: Project, tmp_path: Path) -> None:
+    from envpack.collect import _has_debug
+
+    spec = _debug_build(project, tmp_path)
+    so = tmp_path / "site" / "dbgmod" / "_dbg.so"
+    assert _has_debug(so)
+    plain = tmp_path / "plain.so"
+    _run(
+        "gcc",
+        "-shared",
+        "-fPIC",
+        "-o",
+        plain,
+        tmp_path / "dbg.c",
+        f"-I{sysconfig.get_paths()['include']}",
+    )
+    assert not _has_debug(plain)
+    (tmp_path / "text.so").write_text("not an ELF file at all, but long enough " * 4)
+    assert not _has_debug(tmp_path / "text.so")
+    (tmp_path / "short").write_bytes(b"\x7fELF\x02\x01")
+    assert not _has_debug(tmp_path / "short")
+    assert not _has_debug(tmp_path / "absent")
+    assert spec.distributions[-1].name == "dbgmod"
