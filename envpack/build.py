@@ -85,7 +85,14 @@ def build(
         from envpack.conda import build_conda
 
         env: Environment = build_conda(
-            spec, out_dir, compress=compress, level=level, progress=progress
+            spec,
+            out_dir,
+            compress=compress,
+            level=level,
+            progress=progress,
+            keep_tests=keep_tests,
+            keep_debug=keep_debug,
+            digest_cache=digest_cache,
         )
         return env
 

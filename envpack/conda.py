@@ -76,12 +76,21 @@ def build_conda(
     compress: Compression = "gzip",
     level: int | None = None,
     progress: Progress | None = None,
+    keep_tests: bool = False,
+    keep_debug: bool = False,
+    digest_cache: bool = True,
 ) -> Environment:
     """Build a conda-env Spec: envpack's layout, conda-pack's knowledge of the prefix."""
     prefix = Path(spec.interpreter.prefix)
     with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
         out = _out_dir(Path(out_dir))
-        collection = collect(spec, Path(stage), runtime.run_in_env_path())
+        collection = collect(
+            spec,
+            Path(stage),
+            runtime.run_in_env_path(),
+            keep_tests=keep_tests,
+            keep_debug=keep_debug,
+        )
         # envpack's layout mirrors a conda prefix, so an arcname is also the prefix path
         staged = {e.arcname: e for e in collection.entries}
         files = conda_env(prefix, {arc for arc in staged if (prefix / arc).exists()})
@@ -106,7 +115,15 @@ def build_conda(
                     f"{target}: a text file holding the build prefix {prefix}; shipped as is"
                 )
         collection.entries.sort(key=lambda e: e.arcname)
-        return assemble(spec, out, collection, compress=compress, level=level, progress=progress)
+        return assemble(
+            spec,
+            out,
+            collection,
+            compress=compress,
+            level=level,
+            progress=progress,
+            digest_cache=digest_cache,
+        )
 
 
 def _conda_meta(path: Path) -> bytes | None:

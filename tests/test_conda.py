@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from envpack.analyzer.interpreter import probe
+from envpack.build import build
 from envpack.conda import build_conda, conda_env
 from envpack.spec import Distribution, Spec
 
@@ -24,13 +25,14 @@ def conda_prefix(root: Path) -> tuple[Path, Distribution]:
     """prefix/ with one conda package (cached in pkgs/) holding a prefix-embedding text file."""
     prefix = root / "prefix"
     site = prefix / "lib" / "python3.11" / "site-packages"
-    (site / "cpkg").mkdir(parents=True)
+    (site / "cpkg" / "tests").mkdir(parents=True)
     (site / "cpkg-1.0.dist-info").mkdir()
     files = {
         "lib/python3.11/site-packages/cpkg/__init__.py": "VALUE = 3\n",
         "lib/python3.11/site-packages/cpkg/paths.txt": f"data={prefix}/share/cpkg\n",
         "lib/python3.11/site-packages/cpkg-1.0.dist-info/METADATA": "Name: cpkg\nVersion: 1.0\n",
         "lib/python3.11/site-packages/cpkg/unused.txt": "not in the Spec\n",
+        "lib/python3.11/site-packages/cpkg/tests/test_cpkg.py": "def test(): pass\n",
     }
     pkg = root / "pkgs" / "cpkg-1.0-0"
     paths = []
@@ -92,3 +94,14 @@ def test_build_conda(tmp_path: Path) -> None:
     assert any("cpkg/paths.txt" in w and "build prefix" in w for w in env.warnings)
     again = build_conda(spec, tmp_path / "out", level=1)
     assert again.cached and again.hash == env.hash
+
+
+def test_build_passes_keep_tests_to_the_conda_backend(tmp_path: Path) -> None:
+    prefix, dist = conda_prefix(tmp_path)
+    interp = replace(probe().interpreter, prefix=str(prefix), conda=True)
+    spec = Spec(interpreter=interp, roots=(), distributions=(dist,))
+    test_file = "lib/python3.11/site-packages/cpkg/tests/test_cpkg.py"
+    for keep, out in ((False, "dropped"), (True, "kept")):
+        env = build(spec, tmp_path / out, level=1, keep_tests=keep, digest_cache=False)
+        with tarfile.open(env.path) as tar:
+            assert (test_file in tar.getnames()) is keep
