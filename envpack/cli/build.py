@@ -39,7 +39,22 @@ def _load_spec(inputs: tuple[Path, ...]) -> Spec:
     return Spec.read(other[0])
 
 
-@click.command("build")
+BUILD_EPILOG = """\b
+Examples:
+  envpack build                          # from ./envpack.json, into .
+  envpack build myproc.py -o dist        # analyze and build in one step
+  envpack build -o dist --compress zstd  # smaller and faster; workers then need zstd
+
+\b
+The name is envpack-<hash>.tar.gz, the hash over the contents: the same Spec gives the same
+bytes, and a build whose tarball is already in the output directory is skipped. By default
+test suites inside distributions are left out and ELF debug sections stripped (gzip level 5).
+Exit status: 0 built or cached, 1 build failed, 2 bad input (no Spec, newer schema, a Spec that
+still lists missing imports).
+"""
+
+
+@click.command("build", epilog=BUILD_EPILOG)
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out_dir", default=".", type=click.Path(path_type=Path),
               show_default=True, help="Directory for the tarball and envpack-run.")  # fmt: skip
@@ -57,7 +72,12 @@ def build_command(
     keep_tests: bool,
     keep_debug: bool,
 ) -> None:
-    """Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py files."""
+    """Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py files.
+
+    The tarball holds the interpreter, the stdlib, the Spec's distributions, your local modules
+    and data files and the native libraries they need, relocatable anywhere; envpack-run is
+    written next to it for the workers.
+    """
     from envpack.build import build, source_size
 
     err = Console(stderr=True, soft_wrap=True)
