@@ -81,21 +81,6 @@ def build(
         raise BuildError(f"unknown compression {compress!r} (gzip or zstd)")
     if compress == "zstd" and not archive.zstd_available():
         raise BuildError("--compress zstd needs the zstandard module or the zstd binary")
-    if spec.interpreter.conda:
-        from envpack.conda import build_conda
-
-        env: Environment = build_conda(
-            spec,
-            out_dir,
-            compress=compress,
-            level=level,
-            progress=progress,
-            keep_tests=keep_tests,
-            keep_debug=keep_debug,
-            digest_cache=digest_cache,
-        )
-        return env
-
     with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
         out = _out_dir(Path(out_dir))
         collection = collect(
@@ -105,6 +90,11 @@ def build(
             keep_tests=keep_tests,
             keep_debug=keep_debug,
         )
+        if spec.interpreter.conda:
+            # conda-pack backs conda envs: its package records and prefix knowledge
+            from envpack.conda import add_conda_records
+
+            add_conda_records(spec, collection)
         return assemble(
             spec,
             out,

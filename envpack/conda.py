@@ -16,14 +16,10 @@ as is and reported in the build's warnings, by name.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from envpack import runtime
-from envpack.archive import Compression, Entry, Progress
-from envpack.build import Environment, _out_dir, assemble
-from envpack.collect import collect
+from envpack.archive import Entry
+from envpack.collect import Collection
 from envpack.errors import BuildError
 from envpack.spec import Spec
 
@@ -69,61 +65,30 @@ def _patterns(targets: set[str]) -> set[str]:
     return out
 
 
-def build_conda(
-    spec: Spec,
-    out_dir: str | os.PathLike[str],
-    *,
-    compress: Compression = "gzip",
-    level: int | None = None,
-    progress: Progress | None = None,
-    keep_tests: bool = False,
-    keep_debug: bool = False,
-    digest_cache: bool = True,
-) -> Environment:
-    """Build a conda-env Spec: envpack's layout, conda-pack's knowledge of the prefix."""
+def add_conda_records(spec: Spec, collection: Collection) -> None:
+    """Add the conda-meta records of the packages the collection draws from, and warn about
+    text files still holding the build prefix: conda-pack's knowledge of the prefix, in
+    envpack's layout (which mirrors a conda prefix, so an arcname is also a prefix path)."""
     prefix = Path(spec.interpreter.prefix)
-    with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
-        out = _out_dir(Path(out_dir))
-        collection = collect(
-            spec,
-            Path(stage),
-            runtime.run_in_env_path(),
-            keep_tests=keep_tests,
-            keep_debug=keep_debug,
-        )
-        # envpack's layout mirrors a conda prefix, so an arcname is also the prefix path
-        staged = {e.arcname: e for e in collection.entries}
-        files = conda_env(prefix, {arc for arc in staged if (prefix / arc).exists()})
-        seen = {e.arcname for e in collection.entries}
-        for f in files:
-            target = str(getattr(f, "target", ""))
-            if target.startswith("conda-meta/"):
-                meta = _conda_meta(Path(str(getattr(f, "source", ""))))
-                if meta is not None and target not in seen:
-                    collection.entries.append(Entry(target, 0o644, meta, "conda"))
-                continue
-            mode = getattr(f, "file_mode", None)
-            placeholder = getattr(f, "prefix_placeholder", None)
-            entry = staged.get(target)
-            if (
-                mode == "text"
-                and placeholder
-                and entry is not None
-                and isinstance(entry.source, Path)
-            ) and str(prefix).encode() in entry.source.read_bytes():
-                collection.warnings.append(
-                    f"{target}: a text file holding the build prefix {prefix}; shipped as is"
-                )
-        collection.entries.sort(key=lambda e: e.arcname)
-        return assemble(
-            spec,
-            out,
-            collection,
-            compress=compress,
-            level=level,
-            progress=progress,
-            digest_cache=digest_cache,
-        )
+    staged = {e.arcname: e for e in collection.entries}
+    files = conda_env(prefix, {arc for arc in staged if (prefix / arc).exists()})
+    for f in files:
+        target = str(getattr(f, "target", ""))
+        if target.startswith("conda-meta/"):
+            meta = _conda_meta(Path(str(getattr(f, "source", ""))))
+            if meta is not None and target not in staged:
+                collection.entries.append(Entry(target, 0o644, meta, "conda"))
+            continue
+        mode = getattr(f, "file_mode", None)
+        placeholder = getattr(f, "prefix_placeholder", None)
+        entry = staged.get(target)
+        if (
+            mode == "text" and placeholder and entry is not None and isinstance(entry.source, Path)
+        ) and str(prefix).encode() in entry.source.read_bytes():
+            collection.warnings.append(
+                f"{target}: a text file holding the build prefix {prefix}; shipped as is"
+            )
+    collection.entries.sort(key=lambda e: e.arcname)
 
 
 def _conda_meta(path: Path) -> bytes | None:
@@ -139,4 +104,4 @@ def _conda_meta(path: Path) -> bytes | None:
     return out if isinstance(out, bytes) else str(out).encode()
 
 
-__all__ = ["build_conda", "conda_env"]
+__all__ = ["add_conda_records", "conda_env"]

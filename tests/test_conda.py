@@ -15,7 +15,7 @@ import pytest
 
 from envpack.analyzer.interpreter import probe
 from envpack.build import build
-from envpack.conda import build_conda, conda_env
+from envpack.conda import conda_env
 from envpack.spec import Distribution, Spec
 
 pytest.importorskip("conda_pack")
@@ -82,7 +82,7 @@ def test_build_conda(tmp_path: Path) -> None:
     prefix, dist = conda_prefix(tmp_path)
     interp = replace(probe().interpreter, prefix=str(prefix), conda=True)
     spec = Spec(interpreter=interp, roots=(), distributions=(dist,))
-    env = build_conda(spec, tmp_path / "out", level=1)
+    env = build(spec, tmp_path / "out", level=1)
     assert env.path.name == f"envpack-{env.hash}.tar.gz"
     with tarfile.open(env.path) as tar:
         names = set(tar.getnames())
@@ -92,7 +92,7 @@ def test_build_conda(tmp_path: Path) -> None:
     assert "bin/python3.11" in names and ".envpack/manifest.json" in names
     assert str(tmp_path / "pkgs") not in json.dumps(record)  # conda-pack stripped local paths
     assert any("cpkg/paths.txt" in w and "build prefix" in w for w in env.warnings)
-    again = build_conda(spec, tmp_path / "out", level=1)
+    again = build(spec, tmp_path / "out", level=1)
     assert again.cached and again.hash == env.hash
 
 
