@@ -24,7 +24,6 @@ from envpack.analyzer.interpreter import Target, probe
 from envpack.errors import UsageError
 from envpack.spec import (
     Distribution,
-    Interpreter,
     LazyImport,
     LocalFile,
     Spec,
@@ -116,8 +115,11 @@ def analyze(
     for miss in graph.missing:
         where = f"{miss.site}: " if miss.site else ""
         via = f" (via {' -> '.join(miss.chain)})" if len(miss.chain) > 1 else ""
-        if miss.optional and _in_stdlib(miss.site, interp):
-            continue  # the stdlib's own platform fallbacks ('nt' in os.py): not the user's concern
+        importer = graph.modules.get(miss.chain[-1]) if miss.chain else None
+        if miss.optional and (importer is None or importer.kind in ("stdlib", "local")):
+            # The stdlib's own platform fallbacks ('nt' in os.py) are not the user's concern;
+            # the walk itself already warns about those in local code.
+            continue
         if miss.optional:
             warnings.append(f"{where}optional import '{miss.module}' is not installed{via}")
         else:
@@ -291,12 +293,6 @@ def _data_tree(path: str, relpath: str, is_dir: bool) -> list[tuple[str, str]]:
             full = os.path.join(dirpath, name)
             found.append((full, os.path.join(rel, os.path.relpath(full, path))))
     return found
-
-
-def _in_stdlib(site: str, interp: Interpreter) -> bool:
-    path = os.path.realpath(site.rsplit(":", 1)[0]) if site else ""
-    stdlib_dirs = {os.path.realpath(d) for d in (interp.stdlib, interp.platstdlib)}
-    return any(path.startswith(d + os.sep) for d in stdlib_dirs) and "-packages" not in path
 
 
 def _is_unreached_module(path: str, reached: set[str], target: Target) -> bool:
