@@ -86,11 +86,6 @@ class DistIndex:
         key = resolve_path(path)
         return key not in self._owner and any(key.startswith(root) for root, _ in self._editable)
 
-    def modules_of(self, name: str) -> tuple[str, ...]:
-        """Top-level import names a distribution provides (for --include-lazy DIST, hints)."""
-        dist = self.get(name)
-        return dist.top_level if dist else ()
-
 
 def resolve_path(path: str | os.PathLike[str]) -> str:
     """realpath of the directory (cached: a few hundred dirs hold tens of thousands of files)

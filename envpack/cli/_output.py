@@ -12,12 +12,22 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
+def human_size(n: float, *, binary: bool = False) -> str:
+    """1.2 MB (decimal, as du -h --si and pip show sizes) or 1.2 MiB (binary: the node cache,
+    whose limits are given in K/M/G of 1024)."""
+    step, units = (
+        (1024, ("B", "KiB", "MiB", "GiB", "TiB"))
+        if binary
+        else (
+            1000,
+            ("B", "kB", "MB", "GB", "TB"),
+        )
+    )
+    for unit in units:
+        if abs(n) < step or unit == units[-1]:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover - the loop returns at GB
+        n /= step
+    raise AssertionError("unreachable: the loop returns at the last unit")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -9,16 +9,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from envpack.cli._output import human_size
 from envpack.errors import AnalysisError, EnvpackError, SpecError, UsageError
 from envpack.spec import Spec
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 def _load_spec(inputs: tuple[Path, ...]) -> Spec:
@@ -131,19 +124,19 @@ def build_command(
     for col in ("part", "version", "files", "size"):
         table.add_column(col, justify="right" if col in ("files", "size") else "left")
     for group in sorted(env.groups, key=lambda g: -g.size):
-        table.add_row(group.name, group.version, str(group.files), _human(group.size))
-    table.add_row("total", "", str(env.files), _human(env.unpacked_size), style="bold")
+        table.add_row(group.name, group.version, str(group.files), human_size(group.size))
+    table.add_row("total", "", str(env.files), human_size(env.unpacked_size), style="bold")
     out.print(table)
     whole = source_size(spec)
     state = "cached, not rebuilt" if env.cached else "built"
     out.print(
-        f"{state}: {_human(env.size)} compressed, {_human(env.unpacked_size)} unpacked, "
-        f"{env.files} files; whole source environment: {_human(whole)}",
+        f"{state}: {human_size(env.size)} compressed, {human_size(env.unpacked_size)} unpacked, "
+        f"{env.files} files; whole source environment: {human_size(whole)}",
         soft_wrap=True,
     )
     if env.dropped_files:
         out.print(
-            f"dropped {env.dropped_files} test-suite files ({_human(env.dropped_size)}) "
+            f"dropped {env.dropped_files} test-suite files ({human_size(env.dropped_size)}) "
             "inside distributions (--keep-tests keeps them)",
             soft_wrap=True,
         )

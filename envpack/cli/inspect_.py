@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from envpack.archive import MANIFEST, SPEC, SUMMARY, read_meta
+from envpack.cli._output import human_size
 from envpack.errors import SpecError
 from envpack.spec import Spec
 
@@ -33,10 +34,6 @@ def load_meta(path: Path) -> tuple[dict[str, str], dict[str, object], Spec]:
     except SpecError as exc:
         raise ValueError(str(exc)) from None
     return summary, manifest, spec
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
 
 
 @click.command("inspect")
@@ -63,15 +60,16 @@ def inspect_command(tarball: Path, as_json: bool) -> None:
         f"{', conda' if interp.conda else ''}; glibc floor {spec.glibc or 'unknown'}"
     )
     out.print(
-        f"  {summary.get('files', '?')} files, {_mb(int(summary.get('bytes', 0)))} unpacked, "
-        f"{_mb(tarball.stat().st_size)} compressed"
+        f"  {summary.get('files', '?')} files, "
+        f"{human_size(int(summary.get('bytes', 0)))} unpacked, "
+        f"{human_size(tarball.stat().st_size)} compressed"
     )
     table = Table(show_edge=False)
     table.add_column("distribution")
     table.add_column("version")
     table.add_column("size", justify="right")
     for dist in spec.distributions:
-        table.add_row(dist.name, dist.version, _mb(dist.size))
+        table.add_row(dist.name, dist.version, human_size(dist.size))
     out.print(table)
     if bundled:
         out.print("  bundled libraries: " + ", ".join(n.soname for n in bundled))

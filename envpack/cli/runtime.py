@@ -5,6 +5,7 @@ Kept to click and the stdlib (no rich, no lief): operators run these on worker n
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from envpack.cli._output import human_size
 from envpack.errors import EnvpackError
 from envpack.runtime import runner_path
 from envpack.runtime.cache import CacheEntry, cache_dir, list_entries, max_size, parse_size, prune
@@ -25,18 +27,13 @@ def runner_command() -> None:
     click.echo(str(runner_path()))
 
 
+# Cache limits are K/M/G of 1024 (ENVPACK_CACHE_MAX), so sizes here are binary too.
+_size = functools.partial(human_size, binary=True)
+
+
 @click.group(name="cache")
 def cache_command() -> None:
     """Inspect or prune this node's cache of unpacked environments."""
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover - the loop returns at GiB
 
 
 def _ago(stamp: float) -> str:
