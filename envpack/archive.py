@@ -13,12 +13,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import marshal
 import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 import time
 import zlib
 from collections import deque
@@ -27,6 +25,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, Literal
+
+from envpack import _cachefile
 
 MANIFEST_SCHEMA = 1
 META_DIR = ".envpack"
@@ -134,19 +134,18 @@ class DigestCache:
         self._old: dict[object, tuple[int, bytes]] = {}
         self._new: dict[object, tuple[int, bytes]] = {}
         self._cutoff = time.time_ns() - int(self.RACY * 1e9)
-        if file is not None:
-            try:
-                loaded = marshal.loads(file.read_bytes())
-            except (OSError, EOFError, ValueError, TypeError):
-                loaded = None
-            ok = isinstance(loaded, tuple) and len(loaded) == 2 and loaded[0] == self.FORMAT
-            if ok and isinstance(loaded[1], dict):
-                self._old = loaded[1]
+        loaded = _cachefile.load(file)
+        if (
+            isinstance(loaded, tuple)
+            and len(loaded) == 2
+            and loaded[0] == self.FORMAT
+            and isinstance(loaded[1], dict)
+        ):
+            self._old = loaded[1]
 
     @staticmethod
     def default_file() -> Path:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        return Path(base) / "envpack" / f"digests-v{DigestCache.FORMAT}.marshal"
+        return _cachefile.cache_dir() / f"digests-v{DigestCache.FORMAT}.marshal"
 
     def key(self, paths: tuple[Path, ...]) -> tuple[object, ...] | None:
         """The cache key of content made from ``paths``; None when it must not be cached."""
@@ -178,18 +177,7 @@ class DigestCache:
             return
         merged = dict(self._old) if len(self._old) + len(self._new) <= self.MAX else {}
         merged.update(self._new)
-        try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".digests.", dir=self.file.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    marshal.dump((self.FORMAT, merged), fh)
-                os.replace(tmp, self.file)
-            except BaseException:
-                os.unlink(tmp)
-                raise
-        except OSError:
-            pass
+        _cachefile.save(self.file, (self.FORMAT, merged))
 
 
 def record_of(entry: Entry, cache: DigestCache | None = None) -> Record:

@@ -15,21 +15,16 @@ import marshal
 import multiprocessing
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from envpack import _cachefile
 from envpack.analyzer._sites import IMPORT, Site, Summary, summarize
 
 # Bump when the summary format or the extraction rules change.
 FORMAT = 4
 _MAX_ENTRIES = 200_000
 _POOL_THRESHOLD = 32  # below this many parses a process pool costs more than it saves
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "envpack"
 
 
 class ParseCache:
@@ -46,13 +41,9 @@ class ParseCache:
         self.dirty = False
         self.hits = 0
         self.misses = 0
-        if self.file is not None:
-            try:
-                loaded = marshal.loads(self.file.read_bytes())
-                if isinstance(loaded, dict):
-                    self.entries = loaded
-            except (OSError, EOFError, ValueError, TypeError):
-                self.entries = {}
+        loaded = _cachefile.load(self.file)
+        if isinstance(loaded, dict):
+            self.entries = loaded
 
     def get(self, path: str, local: bool) -> tuple[Summary | None, tuple[int, int]]:
         try:
@@ -79,15 +70,8 @@ class ParseCache:
         entries = self.entries
         if len(entries) > _MAX_ENTRIES:
             entries = dict(list(entries.items())[-_MAX_ENTRIES // 2 :])
-        try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=".imports-")
-            with os.fdopen(fd, "wb") as fh:
-                marshal.dump(entries, fh)
-            os.replace(tmp, self.file)
-        except OSError:
-            return  # a cache that cannot be written is only a slower next run
-        self.dirty = False
+        if _cachefile.save(self.file, entries):
+            self.dirty = False
 
 
 def parse_file(item: tuple[str, bool]) -> Summary:

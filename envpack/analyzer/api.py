@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from envpack.analyzer._parsecache import default_cache_dir
+from envpack._cachefile import cache_dir
 from envpack.analyzer.distributions import (
     DistIndex,
     InstalledDist,
@@ -52,7 +52,7 @@ def analyze(
     roots = _roots(paths)
     target = probe(python)
     interp = target.interpreter
-    index = DistIndex(_site_dirs(target), cache_dir=default_cache_dir())
+    index = DistIndex(_site_dirs(target), cache_dir=cache_dir())
 
     project = project_settings(roots[0].parent)
     merged_hints: dict[str, list[str]] = {k: list(v) for k, v in project.hints.items()}

@@ -11,9 +11,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import marshal
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from envpack import _cachefile
 from envpack.spec import Interpreter, LeftOut
 
 
@@ -129,12 +128,9 @@ class _DistCache:
         self.file = None if directory is None else directory / f"dists-v{_CACHE_FORMAT}.marshal"
         self.entries: dict[str, tuple[_Stamp, list[tuple[Any, ...]]]] = {}
         self.dirty = False
-        if self.file is not None:
-            try:
-                loaded = marshal.loads(self.file.read_bytes())
-                self.entries = loaded if isinstance(loaded, dict) else {}
-            except (OSError, EOFError, ValueError, TypeError):
-                self.entries = {}
+        loaded = _cachefile.load(self.file)
+        if isinstance(loaded, dict):
+            self.entries = loaded
 
     def location(self, location: str) -> list[InstalledDist]:
         stamp = _stamp(location)
@@ -152,16 +148,8 @@ class _DistCache:
         return found
 
     def save(self) -> None:
-        if self.file is None or not self.dirty:
-            return
-        try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=".dists-")
-            with os.fdopen(fd, "wb") as fh:
-                marshal.dump(self.entries, fh)
-            os.replace(tmp, self.file)
-        except OSError:
-            return  # a cache that cannot be written is only a slower next run
+        if self.dirty:
+            _cachefile.save(self.file, self.entries)
 
 
 def _stamp(location: str) -> _Stamp | None:

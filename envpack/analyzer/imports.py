@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from envpack._cachefile import cache_dir as default_cache_dir
 from envpack.analyzer import hints as _hints
-from envpack.analyzer._parsecache import ParseCache, Parser, default_cache_dir
+from envpack.analyzer._parsecache import ParseCache, Parser
 from envpack.analyzer._sites import DYNAMIC, FROM, Cond, Guard, Summary
 from envpack.analyzer.interpreter import Target
 from envpack.errors import UsageError

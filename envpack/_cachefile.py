@@ -1,0 +1,51 @@
+"""The on-disk caches' shared ground: one directory, one safe format, atomic writes.
+
+Parse results, scanned distributions and file digests are all marshal files (loading one never
+runs code, unlike pickle) in ``$XDG_CACHE_HOME/envpack``. A cache is only ever a speed-up: an
+unreadable file reads as nothing, and a write that fails leaves the old file and no temp file.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import tempfile
+from pathlib import Path
+from typing import Any  # marshal's own bound (_Marshallable) is private
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/envpack``, else ``~/.cache/envpack``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "envpack"
+
+
+def load(path: Path | None) -> object:
+    """The value marshalled at ``path``; None when there is none or it cannot be read."""
+    if path is None:
+        return None
+    try:
+        return marshal.loads(path.read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+
+
+def save(path: Path | None, value: Any) -> bool:
+    """Write ``value`` atomically (temp file + rename): concurrent readers never see half.
+
+    False when it could not be written."""
+    if path is None:
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                marshal.dump(value, fh)
+            os.replace(tmp, path)
+            return True
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except (OSError, ValueError):
+        return False  # a cache that cannot be written is only a slower next run
