@@ -20,6 +20,7 @@ from envpack.analyzer.distributions import (
     marker_environment,
     resolve_path,
 )
+from envpack.analyzer.imports import check_root, find_imports
 from envpack.analyzer.interpreter import Target, probe
 from envpack.errors import UsageError
 from envpack.spec import (
@@ -46,7 +47,6 @@ def analyze(
     one); ``hints`` maps a module to the modules or distributions it imports data-dependently,
     merged over the curated table and the project's ``[tool.envpack]`` settings.
     """
-    from envpack.analyzer.imports import find_imports
     from envpack.analyzer.native import analyze_native
 
     roots = _roots(paths)
@@ -237,14 +237,7 @@ def parse_hint(text: str) -> tuple[str, tuple[str, ...]]:
 
 
 def _roots(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    roots: list[Path] = []
-    for p in paths:
-        path = Path(p).resolve()
-        if not path.exists():
-            raise UsageError(f"{p}: no such file")
-        if not path.is_file() or path.suffix != ".py":
-            raise UsageError(f"{p}: not a Python source file (.py)")
-        roots.append(path)
+    roots = [check_root(Path(p)).resolve() for p in paths]
     if not roots:
         raise UsageError("no processor file given")
     return roots

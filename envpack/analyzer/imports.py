@@ -147,7 +147,7 @@ def find_imports(
     ``False``: no cache). ``jobs``: processes for cold parsing (default: all cores).
     Raises UsageError for a root that is not a Python file or a syntax error in local code.
     """
-    root_paths = [_check_root(Path(r)) for r in roots]
+    root_paths = [check_root(Path(r)) for r in roots]
     search: list[str] = []
     for entry in [*(str(p.parent) for p in root_paths), *(os.fspath(p) for p in extra_paths)]:
         entry = os.path.abspath(entry)
@@ -166,7 +166,8 @@ def find_imports(
     return finder.graph()
 
 
-def _check_root(path: Path) -> Path:
+def check_root(path: Path) -> Path:
+    """``path`` made absolute, or a UsageError saying why it is not a Python file to analyze."""
     path = path.absolute()
     if path.is_dir():
         raise UsageError(f"{path}: is a directory, not a Python file")
