@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -27,13 +26,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, Literal
 
 from envpack import _cachefile
-
-MANIFEST_SCHEMA = 1
-META_DIR = ".envpack"
-SUMMARY = f"{META_DIR}/summary"
-MANIFEST = f"{META_DIR}/manifest.json"
-SPEC = f"{META_DIR}/spec.json"
-LINKS = f"{META_DIR}/links"
+from envpack.layout import META_DIR, Record
 
 # 2000-01-01T00:00:00Z: any fixed date works; SOURCE_DATE_EPOCH overrides it, as usual.
 DEFAULT_MTIME = 946684800
@@ -67,26 +60,6 @@ class Entry:
 
 class Stale(Exception):
     """Raised by a callable source whose input no longer fits (a stale pyc): leave it out."""
-
-
-@dataclass(frozen=True)
-class Record:
-    """A manifest line: what a member is, without its bytes."""
-
-    path: str
-    mode: int
-    size: int
-    sha256: str | None  # None for symlinks
-    target: str | None  # symlink target, None for files
-    group: str = ""
-
-    def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"path": self.path, "mode": f"{self.mode:04o}"}
-        if self.target is None:
-            out.update(size=self.size, sha256=self.sha256)
-        else:
-            out["target"] = self.target
-        return out
 
 
 def normalize_mode(mode: int, *, link: bool = False) -> int:
@@ -248,39 +221,6 @@ def digest_entries(entries: list[Entry], progress: Progress | None = None) -> li
         gone = sorted({e.arcname for e in entries} - {e.arcname for e in kept})
         raise Stale(f"sources gave no content: {', '.join(gone)}")
     return records
-
-
-def manifest_bytes(records: Iterable[Record]) -> bytes:
-    """The canonical manifest JSON: sorted by path, one key order, so its hash is stable."""
-    doc = {
-        "schema": MANIFEST_SCHEMA,
-        "files": [r.to_json() for r in sorted(records, key=lambda r: r.path)],
-    }
-    return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
-
-
-def manifest_hash(manifest: bytes) -> str:
-    """First 16 hex digits of the manifest's sha256: the environment's identity."""
-    return hashlib.sha256(manifest).hexdigest()[:16]
-
-
-def summary_bytes(env_hash: str, records: list[Record], extra: dict[str, bytes]) -> bytes:
-    """`.envpack/summary`: what the runner checks after unpacking (count and bytes).
-
-    files = regular files + symlinks in the archive, bytes = total size of its regular files,
-    both including the .envpack members themselves; bytes includes the summary's own size, so
-    it is found as a fixed point (two rounds at most).
-    """
-    files = len(records) + len(extra) + 1
-    base = sum(r.size for r in records if r.target is None) + sum(len(v) for v in extra.values())
-    text = b""
-    guess = base
-    for _ in range(5):
-        text = f"hash={env_hash}\nfiles={files}\nbytes={guess}\n".encode()
-        if base + len(text) == guess:
-            break
-        guess = base + len(text)
-    return text
 
 
 def parent_dirs(paths: Iterable[str]) -> set[str]:
@@ -529,15 +469,11 @@ __all__ = [
     "Entry",
     "Link",
     "Progress",
-    "Record",
     "Source",
     "Stale",
     "compressor",
     "digest",
     "digest_entries",
-    "manifest_bytes",
-    "manifest_hash",
     "read_meta",
-    "summary_bytes",
     "write_tar",
 ]

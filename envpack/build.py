@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from envpack import archive, runtime
-from envpack.archive import MANIFEST, SUMMARY, Compression, Progress, Record
+from envpack import archive, layout, runtime
+from envpack.archive import Compression, Progress
 from envpack.collect import Collection, collect
 from envpack.errors import BuildError, SpecError
+from envpack.layout import MANIFEST, SUMMARY, Record
 from envpack.spec import SCHEMA, Spec
 
 RUNNER_NAME = runtime.RUNNER_NAME
@@ -121,13 +122,16 @@ def assemble(
     entries, records = archive.digest(collection.entries, progress, cache)
     cache.save()
     collection.entries = entries
-    manifest = archive.manifest_bytes(records)
-    env_hash = archive.manifest_hash(manifest)
+    try:
+        manifest = layout.manifest_bytes(records)
+    except layout.LayoutError as exc:
+        raise BuildError(str(exc)) from None
+    env_hash = layout.manifest_hash(manifest)
     final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
     runner = _copy_runner(out)
     if final.is_file():
         return _environment(spec, final, env_hash, records, True, collection, runner)
-    summary = archive.summary_bytes(env_hash, records, {MANIFEST: manifest})
+    summary = layout.summary_bytes(env_hash, records, {MANIFEST: manifest})
     meta = [(SUMMARY, summary), (MANIFEST, manifest)]
     write_atomic(
         final,

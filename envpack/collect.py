@@ -31,9 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envpack import relocate
-from envpack.archive import LINKS, SPEC, Entry, Link, Source, Stale, normalize_mode
+from envpack import relocate, runtime
+from envpack.archive import Entry, Link, Source, Stale, normalize_mode
 from envpack.errors import BuildError
+from envpack.layout import LINKS, RUN_IN_ENV, RUNNER, SPEC, links_bytes
 from envpack.spec import Distribution, Spec
 
 # Top-level stdlib entries never shipped unless the Spec names a module inside them.
@@ -280,13 +281,16 @@ class Collector:
             if item.kind == "data":
                 links.append(arc.removeprefix("local/"))  # the runner links ./P -> local/P
         if links:
-            self._add(LINKS, 0o644, "".join(f"{a}\n" for a in sorted(links)).encode(), "envpack")
+            self._add(LINKS, 0o644, links_bytes(links), "envpack")
         # Relative .pth lines are joined with the site dir: this one names <env>/local.
         self._add(f"{self.site_arc}/{LOCAL_PTH}", 0o644, b"../../../local\n", "envpack")
 
     def _runner(self) -> None:
+        # bin/run_in_env (poncho's face) only delegates to the runner shipped beside it, so
+        # activation and checks exist once (envpack/runtime/envpack-run).
         if self.runner_script is not None and self.runner_script.is_file():
-            self._add("bin/run_in_env", 0o755, self.runner_script, "envpack")
+            self._add(RUN_IN_ENV, 0o755, self.runner_script, "envpack")
+            self._add(RUNNER, 0o755, runtime.runner_path(), "envpack")
 
     # -- helpers -----------------------------------------------------------------------------
 

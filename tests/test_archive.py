@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from envpack import archive
+from envpack import archive, layout
 from envpack.archive import Entry, Link, ParallelGzip
 
 
@@ -31,15 +31,15 @@ def entries(tmp_path: Path) -> list[Entry]:
 
 def write(tmp_path: Path, name: str, items: list[Entry], level: int = 1) -> Path:
     records = archive.digest_entries(items)
-    manifest = archive.manifest_bytes(records)
-    env_hash = archive.manifest_hash(manifest)
-    summary = archive.summary_bytes(env_hash, records, {archive.MANIFEST: manifest})
+    manifest = layout.manifest_bytes(records)
+    env_hash = layout.manifest_hash(manifest)
+    summary = layout.summary_bytes(env_hash, records, {layout.MANIFEST: manifest})
     out = tmp_path / name
     with open(out, "wb") as fh:
         stream = ParallelGzip(fh, level)
         archive.write_tar(
             stream,  # type: ignore[arg-type]
-            [(archive.SUMMARY, summary), (archive.MANIFEST, manifest)],
+            [(layout.SUMMARY, summary), (layout.MANIFEST, manifest)],
             items,
             records,
             empty_dirs=["empty/dir"],
@@ -62,7 +62,7 @@ def test_same_entries_same_bytes_and_readable(tmp_path: Path) -> None:
     assert (dest / "empty" / "dir").is_dir()
     with tarfile.open(a) as tar:
         names = tar.getnames()
-    assert names[:3] == [".envpack", archive.SUMMARY, archive.MANIFEST]
+    assert names[:3] == [".envpack", layout.SUMMARY, layout.MANIFEST]
 
 
 def test_gzip_is_multi_member_and_header_clean(tmp_path: Path) -> None:
@@ -88,11 +88,11 @@ def test_gzip_is_multi_member_and_header_clean(tmp_path: Path) -> None:
 
 def test_hash_ignores_compressor_but_not_content(tmp_path: Path) -> None:
     items = entries(tmp_path)
-    h1 = archive.manifest_hash(archive.manifest_bytes(archive.digest_entries(items)))
+    h1 = layout.manifest_hash(layout.manifest_bytes(archive.digest_entries(items)))
     changed = [*items[:3], Entry("data/lazy.txt", 0o644, b"other\n", "h")]
-    h2 = archive.manifest_hash(archive.manifest_bytes(archive.digest_entries(changed)))
+    h2 = layout.manifest_hash(layout.manifest_bytes(archive.digest_entries(changed)))
     moded = [Entry("bin/tool", 0o644, items[0].source, "g"), *items[1:]]
-    h3 = archive.manifest_hash(archive.manifest_bytes(archive.digest_entries(moded)))
+    h3 = layout.manifest_hash(layout.manifest_bytes(archive.digest_entries(moded)))
     assert len({h1, h2, h3}) == 3 and len(h1) == 16
     a = write(tmp_path, "a.tar.gz", items, level=1)
     b = write(tmp_path, "b.tar.gz", items, level=9)
@@ -105,17 +105,17 @@ def test_hash_ignores_compressor_but_not_content(tmp_path: Path) -> None:
 def test_manifest_and_summary(tmp_path: Path) -> None:
     path = write(tmp_path, "a.tar.gz", entries(tmp_path))
     meta = dict(archive.read_meta(path))
-    manifest = json.loads(meta[archive.MANIFEST])
+    manifest = json.loads(meta[layout.MANIFEST])
     by_path = {f["path"]: f for f in manifest["files"]}
     assert by_path["bin/alias"] == {"path": "bin/alias", "mode": "0777", "target": "tool"}
     assert by_path["bin/tool"]["sha256"] == hashlib.sha256(b"#!/bin/sh\necho hi\n").hexdigest()
-    summary = dict(line.split("=") for line in meta[archive.SUMMARY].decode().split())
+    summary = dict(line.split("=") for line in meta[layout.SUMMARY].decode().split())
     with tarfile.open(path) as tar:
         members = [m for m in tar.getmembers() if not m.isdir()]
         total = sum(m.size for m in members if m.isfile())
     assert int(summary["files"]) == len(members) == 6
     assert int(summary["bytes"]) == total  # includes the summary's own size
-    assert summary["hash"] == archive.manifest_hash(meta[archive.MANIFEST])
+    assert summary["hash"] == layout.manifest_hash(meta[layout.MANIFEST])
 
 
 def test_normalize_mode() -> None:

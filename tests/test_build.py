@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from envpack.analyzer.interpreter import probe
-from envpack.archive import MANIFEST, SUMMARY
 from envpack.build import Environment, build
 from envpack.errors import BuildError, SpecError
+from envpack.layout import MANIFEST, SUMMARY
 from envpack.relocate import runpath_of
 from envpack.spec import Distribution, LocalFile, NativeLib, Spec, StdlibModule
 from tests.wheels import build_wheel
@@ -244,7 +244,8 @@ def build_prefixes(project: Project) -> list[Path]:
 def test_layout_and_meta_first(built: Environment, unpacked: Path) -> None:
     with tarfile.open(built.path) as tar:
         names = tar.getnames()
-    assert names[:5] == [".envpack", SUMMARY, MANIFEST, ".envpack/links", ".envpack/spec.json"]
+    meta = [".envpack/envpack-run", ".envpack/links", ".envpack/spec.json"]
+    assert names[:6] == [".envpack", SUMMARY, MANIFEST, *meta]
     assert names[5:] == sorted(names[5:])
     for name in ("python", "python3"):
         assert os.readlink(unpacked / "bin" / name) == PY
@@ -267,7 +268,7 @@ def test_summary_and_manifest_match_contents(built: Environment, unpacked: Path)
     assert int(summary["files"]) == len(files) == built.files
     assert int(summary["bytes"]) == size
     manifest = json.loads((unpacked / MANIFEST).read_text())
-    assert manifest["schema"] == 1
+    assert manifest["schema"] == 2
     assert len(manifest["files"]) == len(files) - 2  # all but the summary and the manifest
     assert built.path.name == f"envpack-{built.hash}.tar.gz"
 

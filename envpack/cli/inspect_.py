@@ -10,14 +10,23 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from envpack.archive import MANIFEST, SPEC, SUMMARY, read_meta
+from envpack.archive import read_meta
 from envpack.cli._output import human_size
 from envpack.errors import SpecError
+from envpack.layout import (
+    MANIFEST,
+    SPEC,
+    SUMMARY,
+    LayoutError,
+    Record,
+    parse_manifest,
+    parse_summary,
+)
 from envpack.spec import Spec
 
 
-def load_meta(path: Path) -> tuple[dict[str, str], dict[str, object], Spec]:
-    """summary, manifest and Spec of a tarball; raises ValueError if it is not an envpack one."""
+def load_meta(path: Path) -> tuple[dict[str, str], list[Record], Spec]:
+    """summary, manifest records and Spec of a tarball; ValueError if it is not an envpack one."""
     try:
         meta = dict(read_meta(path))
     except (OSError, tarfile.TarError, EOFError, RuntimeError) as exc:
@@ -25,10 +34,11 @@ def load_meta(path: Path) -> tuple[dict[str, str], dict[str, object], Spec]:
     missing = [m for m in (SUMMARY, MANIFEST, SPEC) if m not in meta]
     if missing:
         raise ValueError(f"{path}: not an envpack environment (no {', '.join(missing)})")
-    summary = dict(
-        line.split("=", 1) for line in meta[SUMMARY].decode().splitlines() if "=" in line
-    )
-    manifest = json.loads(meta[MANIFEST])
+    summary = parse_summary(meta[SUMMARY])
+    try:
+        manifest = parse_manifest(meta[MANIFEST])
+    except LayoutError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     try:
         spec = Spec.from_json(meta[SPEC].decode(), source=f"{path}:{SPEC}")
     except SpecError as exc:
@@ -42,7 +52,7 @@ def load_meta(path: Path) -> tuple[dict[str, str], dict[str, object], Spec]:
 def inspect_command(tarball: Path, as_json: bool) -> None:
     """Show what ENV.tar.gz holds (without unpacking it)."""
     try:
-        summary, manifest, spec = load_meta(tarball)
+        summary, _records, spec = load_meta(tarball)
     except ValueError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}")
         raise SystemExit(2) from None
@@ -53,7 +63,6 @@ def inspect_command(tarball: Path, as_json: bool) -> None:
     out = Console()
     interp = spec.interpreter
     bundled = [n for n in spec.native if n.kind == "bundle"]
-    files = manifest.get("files", [])
     out.print(f"[bold]{tarball.name}[/]  hash {summary.get('hash', '?')}")
     out.print(
         f"  {interp.implementation} {interp.version} ({interp.machine})"
@@ -77,5 +86,3 @@ def inspect_command(tarball: Path, as_json: bool) -> None:
     if local:
         more = ", ..." if len(local) > 5 else ""
         out.print(f"  local files: {len(local)} ({', '.join(local[:5])}{more})")
-    if not isinstance(files, list):
-        out.print("[yellow]warning:[/] the manifest has no file list")

@@ -14,11 +14,14 @@ from pathlib import Path
 import click
 
 from envpack.cli._output import human_size
-from envpack.errors import EnvpackError
+from envpack.errors import EnvpackError, UsageError
 from envpack.runtime import runner_path
-from envpack.runtime.cache import CacheEntry, cache_dir, list_entries, max_size, parse_size, prune
+from envpack.runtime.cache import CacheEntry, cache_dir, list_entries, prune
 
-_CACHE_HELP = "The node cache (default: $ENVPACK_CACHE, else ${TMPDIR:-/tmp}/envpack-<uid>)."
+_CACHE_HELP = (
+    "The node cache (default: what envpack-run uses: $ENVPACK_CACHE, else /var/tmp/envpack-<uid>,"
+    " else /tmp/envpack-<uid>; never $TMPDIR)."
+)
 
 
 @click.command(name="runner")
@@ -58,9 +61,12 @@ def _fail(message: str) -> None:
 @click.option("--cache", "cache", type=click.Path(path_type=Path), help=_CACHE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 def cache_ls(cache: Path | None, as_json: bool) -> None:
-    """List entries, least recently used first: hash, size, last use, whether in use."""
-    where = cache or cache_dir()
+    """List entries, least recently used first: hash, size on disk, last use, whether in use.
+
+    The first line says which cache this is and why (the runner's own choice).
+    """
     try:
+        where = cache or cache_dir()
         entries = list_entries(where)
     except EnvpackError as exc:
         _fail(str(exc))
@@ -76,8 +82,9 @@ def cache_ls(cache: Path | None, as_json: bool) -> None:
         }
         click.echo(json.dumps(doc, indent=1))
         return
+    click.echo(f"cache {where}" + ("" if cache else " (the runner's default on this node)"))
     if not entries:
-        click.echo(f"{where}: empty")
+        click.echo("empty")
         return
     click.echo(f"{'hash':16}  {'size':>10}  {'last use':>9}")
     for entry in entries:
@@ -96,13 +103,11 @@ def cache_ls(cache: Path | None, as_json: bool) -> None:
 )
 def cache_prune(cache: Path | None, max_text: str | None) -> None:
     """Remove least recently used entries until the cache fits; entries in use are kept."""
-    where = cache or cache_dir()
     try:
-        limit = parse_size(max_text) if max_text is not None else max_size()
-    except EnvpackError as exc:
+        where = cache or cache_dir()
+        result = prune(where, max_text)
+    except UsageError as exc:
         raise click.BadParameter(str(exc), param_hint="--max") from None
-    try:
-        result = prune(where, limit)
     except EnvpackError as exc:
         _fail(str(exc))
         return
@@ -112,4 +117,6 @@ def cache_prune(cache: Path | None, max_text: str | None) -> None:
         click.echo(f"kept    {entry.hash} ({_size(entry.size)}): in use")
     for path in result.stale_removed:
         click.echo(f"removed stale {path.name}")
-    click.echo(f"{_size(result.size_before)} -> {_size(result.size_after)} (limit {_size(limit)})")
+    click.echo(
+        f"{_size(result.size_before)} -> {_size(result.size_after)} (limit {_size(result.limit)})"
+    )

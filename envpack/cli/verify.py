@@ -19,8 +19,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from envpack.archive import MANIFEST, SUMMARY
 from envpack.cli.inspect_ import load_meta
+from envpack.layout import MANIFEST, SUMMARY, Record
+from envpack.runtime import runner_path
 from envpack.spec import Spec
 
 _IMPORT = r"""
@@ -35,36 +36,44 @@ print(json.dumps(bad))
 """
 
 
-def check_files(root: Path, manifest: dict[str, object]) -> list[str]:
+def check_files(root: Path, manifest: list[Record]) -> list[str]:
     """Every manifest entry present with its mode, size, digest or link target; nothing extra."""
     problems: list[str] = []
     listed: set[str] = {SUMMARY, MANIFEST}
-    files = manifest.get("files")
-    if not isinstance(files, list):
-        return ["manifest has no file list"]
-    for item in files:
-        rel = str(item["path"])
-        listed.add(rel)
-        path = root / rel
-        if "target" in item:
-            if not path.is_symlink() or os.readlink(path) != item["target"]:
-                problems.append(f"{rel}: not a symlink to {item['target']}")
+    for item in manifest:
+        listed.add(item.path)
+        path = root / item.path
+        if item.target is not None:
+            if not path.is_symlink() or os.readlink(path) != item.target:
+                problems.append(f"{item.path}: not a symlink to {item.target}")
             continue
         if not path.is_file() or path.is_symlink():
-            problems.append(f"{rel}: missing")
+            problems.append(f"{item.path}: missing")
             continue
-        mode = f"{path.stat().st_mode & 0o777:04o}"
-        if mode != item["mode"]:
-            problems.append(f"{rel}: mode {mode}, manifest says {item['mode']}")
+        mode = path.stat().st_mode & 0o777
+        if mode != item.mode:
+            problems.append(f"{item.path}: mode {mode:04o}, manifest says {item.mode:04o}")
         with open(path, "rb") as fh:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        if digest != item["sha256"]:
-            problems.append(f"{rel}: content differs from the manifest")
+        if digest != item.sha256:
+            problems.append(f"{item.path}: content differs from the manifest")
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if (path.is_file() or path.is_symlink()) and rel not in listed:
             problems.append(f"{rel}: not in the manifest")
     return problems
+
+
+def runner_check(root: Path) -> list[str]:
+    """What a worker's envpack-run says of the unpacked tree (its own verification)."""
+    res = subprocess.run(
+        ["sh", str(runner_path()), "--check", "-e", str(root)],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode == 0:
+        return []
+    return [f"a worker's envpack-run would refuse it (exit {res.returncode}): {res.stderr.strip()}"]
 
 
 def top_modules(spec: Spec) -> list[str]:
@@ -129,7 +138,7 @@ def verify_command(tarball: Path, isolated: bool) -> None:
         except (OSError, tarfile.TarError, EOFError, subprocess.CalledProcessError) as exc:
             err.print(f"[red]FAIL[/] cannot unpack {tarball}: {exc}")
             raise SystemExit(1) from None
-        problems = check_files(root, manifest)
+        problems = check_files(root, manifest) or runner_check(root)
         count = sum(1 for p in root.rglob("*") if p.is_file() or p.is_symlink())
         if str(count) != summary.get("files"):
             problems.append(f"{count} files unpacked, the summary says {summary.get('files')}")

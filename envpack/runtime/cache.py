@@ -1,10 +1,11 @@
-"""The node cache as operators see it: list entries, prune to a size.
+"""The node cache as operators see it: where it is, its entries, pruning it to a size.
 
-Same rules as ``envpack-run`` (stdlib only, so it works wherever envpack is installed):
-an entry is ``<cache>/<16 hex>/`` with its lock ``<hash>.lock`` beside it; the lock file's
-mtime is the last use; an entry is in use while anyone holds its lock (a task holds it shared
-for as long as it runs), tested with a non-blocking exclusive flock, and is never removed then.
-Sizes come from each entry's ``.envpack/summary`` (what it held when unpacked), not a walk.
+Listing is read-only Python (stdlib and envpack.layout, so it works wherever envpack is
+installed). Where the cache is and how eviction works are the runner's own: this module asks
+``envpack-run --cache-dir`` and runs ``envpack-run --evict``, so the rules exist once. An entry
+is ``<cache>/<16 hex>/`` with its lock ``<hash>.lock`` beside it; the lock file's mtime is the
+last use and its text the bytes the entry really occupies; an entry is in use while anyone holds
+its lock (a task holds it shared for as long as it runs), and is never removed then.
 """
 
 from __future__ import annotations
@@ -12,23 +13,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
-import shutil
+import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from envpack import layout
 from envpack.errors import EnvpackError, UsageError
-
-DEFAULT_MAX = "20G"
-_HASH = re.compile(r"[0-9a-f]{16}")
-_TMP = re.compile(r"\.(?:tmp|trash)-([0-9a-f]{16})-\d+(?:\.\w+)?")
-_SIZE = re.compile(r"(\d+)([kKmMgGtT]?)")
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+from envpack.runtime import EXIT_USAGE, runner_path
 
 
 class CacheError(EnvpackError):
-    """The cache directory cannot be read or changed."""
+    """The cache directory cannot be found, read or changed."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +33,7 @@ class CacheEntry:
 
     hash: str
     path: Path
-    size: int  # bytes, from .envpack/summary
+    size: int  # bytes on disk, as the runner recorded at unpack (else from .envpack/summary)
     last_use: float  # epoch seconds (the lock file's mtime)
     in_use: bool
 
@@ -46,38 +42,47 @@ class CacheEntry:
 class PruneResult:
     removed: tuple[CacheEntry, ...]
     kept_in_use: tuple[CacheEntry, ...]  # over the limit but locked by a running task
-    stale_removed: tuple[Path, ...]  # temp dirs of unpacks whose runner is gone
+    stale_removed: tuple[Path, ...]  # temp dirs and trash of runners that are gone
     size_before: int
     size_after: int
+    limit: int
+
+
+def _runner(args: list[str], environ: Mapping[str, str] | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ if environ is None else environ)
+    try:
+        return subprocess.run(
+            ["sh", str(runner_path()), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise CacheError(f"cannot run {runner_path()}: {exc.strerror}") from None
+
+
+def _message(res: subprocess.CompletedProcess[str]) -> str:
+    text = res.stderr.strip().removeprefix("envpack-run: error: ")
+    return text or f"envpack-run exited with status {res.returncode}"
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """Where envpack-run keeps its cache: $ENVPACK_CACHE, else ${TMPDIR:-/tmp}/envpack-<uid>."""
-    env = os.environ if environ is None else environ
-    if env.get("ENVPACK_CACHE"):
-        return Path(env["ENVPACK_CACHE"])
-    return Path(env.get("TMPDIR") or "/tmp") / f"envpack-{os.getuid()}"
-
-
-def parse_size(text: str) -> int:
-    """Bytes from ``N`` or ``N`` with a K/M/G/T suffix (powers of 1024), as envpack-run reads it."""
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise UsageError(f"{text!r} is not a size (bytes, or a number with a K/M/G/T suffix)")
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
-
-
-def max_size(environ: Mapping[str, str] | None = None) -> int:
-    """The limit envpack-run evicts to: $ENVPACK_CACHE_MAX, else 20G."""
-    env = os.environ if environ is None else environ
-    return parse_size(env.get("ENVPACK_CACHE_MAX") or DEFAULT_MAX)
+    """The directory envpack-run uses on this node (it creates it, and refuses unsafe ones)."""
+    res = _runner(["--cache-dir"], environ)
+    if res.returncode != 0:
+        raise CacheError(_message(res))
+    return Path(res.stdout.strip())
 
 
 @contextlib.contextmanager
 def _try_lock(lock: Path) -> Iterator[bool]:
     """Hold a non-blocking exclusive flock on ``lock`` for the block; yields whether we got it."""
     try:
-        fd = os.open(lock, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        yield True
+        return
     except OSError as exc:
         raise CacheError(f"cannot open {lock}: {exc.strerror}") from None
     try:
@@ -91,34 +96,34 @@ def _try_lock(lock: Path) -> Iterator[bool]:
         os.close(fd)  # closing the last fd of the description releases the lock
 
 
-def _summary_bytes(entry: Path) -> int:
-    try:
-        text = (entry / ".envpack" / "summary").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key == "bytes" and value.strip().isdigit():
-            return int(value.strip())
+def _size(cache: Path, name: str) -> int:
+    with contextlib.suppress(OSError):
+        use = layout.lock_use((cache / layout.lock_name(name)).read_bytes())
+        if use is not None:
+            return use
+    with contextlib.suppress(OSError):
+        value = layout.parse_summary((cache / name / layout.SUMMARY).read_bytes()).get("bytes")
+        if value and value.isdigit():
+            return int(value)
     return 0
 
 
 def _entry(cache: Path, name: str) -> CacheEntry:
     path = cache / name
-    lock = cache / f"{name}.lock"
+    lock = cache / layout.lock_name(name)
     try:
         last_use = lock.stat().st_mtime
     except FileNotFoundError:
         last_use = path.stat().st_mtime
     with _try_lock(lock) as free:
         in_use = not free
-    return CacheEntry(name, path, _summary_bytes(path), last_use, in_use)
+    return CacheEntry(name, path, _size(cache, name), last_use, in_use)
 
 
 def list_entries(cache: Path) -> list[CacheEntry]:
     """Every entry in ``cache``, least recently used first."""
     try:
-        names = [p.name for p in cache.iterdir() if _HASH.fullmatch(p.name) and p.is_dir()]
+        names = [p.name for p in cache.iterdir() if layout.is_hash(p.name) and p.is_dir()]
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -126,77 +131,42 @@ def list_entries(cache: Path) -> list[CacheEntry]:
     return sorted((_entry(cache, n) for n in names), key=lambda e: (e.last_use, e.hash))
 
 
-def stale_dirs(cache: Path) -> list[Path]:
-    """Temp and trash dirs left by runners that died; their hash's lock is free."""
-    out: list[Path] = []
-    try:
-        paths = list(cache.iterdir())
-    except FileNotFoundError:
-        return []
-    for path in paths:
-        match = _TMP.fullmatch(path.name)
-        if match is None:
-            continue
-        with _try_lock(cache / f"{match.group(1)}.lock") as free:
-            if free:
-                out.append(path)
-    return sorted(out)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def prune(cache: Path, max_bytes: int) -> PruneResult:
-    """Remove least recently used entries until the cache holds at most ``max_bytes``.
-
-    Each removal holds the entry's exclusive lock, taken without waiting: an entry in use is
-    skipped, never waited for. Stale temp dirs go as well.
-    """
-    stale: list[Path] = []
-    for path in stale_dirs(cache):
-        match = _TMP.fullmatch(path.name)
-        assert match is not None
-        with _try_lock(cache / f"{match.group(1)}.lock") as free:
-            if free and path.exists():
-                _remove(path)
-                stale.append(path)
-    entries = list_entries(cache)
-    total = before = sum(e.size for e in entries)
+def prune(cache: Path, limit: str | int | None = None) -> PruneResult:
+    """Evict least recently used entries until ``cache`` holds at most ``limit`` (bytes, or a
+    size with a K/M/G/T suffix; default $ENVPACK_CACHE_MAX, else 20G), by the runner's own
+    eviction: an entry in use is skipped, never waited for; leftovers of dead runners go too."""
+    before = {e.hash: e for e in list_entries(cache)}
+    env = {**os.environ, "ENVPACK_CACHE": str(cache)}
+    if limit is not None:
+        env["ENVPACK_CACHE_MAX"] = str(limit)
+    res = _runner(["--evict"], env)
+    if res.returncode == EXIT_USAGE:
+        raise UsageError(_message(res))
+    if res.returncode != 0:
+        raise CacheError(_message(res))
     removed: list[CacheEntry] = []
     kept: list[CacheEntry] = []
-    for entry in entries:
-        if total <= max_bytes:
-            break
-        with _try_lock(cache / f"{entry.hash}.lock") as free:
-            if not free:
-                kept.append(entry)
-                continue
-            trash = cache / f".trash-{entry.hash}-{os.getpid()}"
-            try:
-                entry.path.rename(trash)
-                shutil.rmtree(trash)
-            except FileNotFoundError:
-                continue  # evicted by a runner meanwhile
-            except OSError as exc:
-                raise CacheError(f"cannot remove {entry.path}: {exc.strerror}") from None
-        removed.append(entry)
-        total -= entry.size
-    return PruneResult(tuple(removed), tuple(kept), tuple(stale), before, total)
+    stale: list[Path] = []
+    total = (0, 0, 0)
+    for line in res.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind in ("evicted", "in-use"):
+            name, _, size = rest.partition(" ")
+            entry = before.get(name) or CacheEntry(name, cache / name, int(size), 0.0, False)
+            (removed if kind == "evicted" else kept).append(entry)
+        elif kind == "stale":
+            stale.append(Path(rest))
+        elif kind == "total":
+            a, b, c = (int(x) for x in rest.split())
+            total = (a, b, c)
+    return PruneResult(tuple(removed), tuple(kept), tuple(stale), *total)
 
 
 __all__ = [
-    "DEFAULT_MAX",
     "CacheEntry",
     "CacheError",
     "PruneResult",
     "cache_dir",
     "list_entries",
-    "max_size",
-    "parse_size",
     "prune",
-    "stale_dirs",
 ]

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from envpack import layout
 from envpack.runtime import run_in_env_path, runner_path
 
 RUNNER = str(runner_path())
@@ -38,52 +39,67 @@ def write_tree(
     links: list[str] | None = None,
     salt: str = "",
 ) -> str:
-    """Lay out an environment under ``root``; returns its 16-hex hash."""
+    """Lay out an environment under ``root`` as the builder does; returns its 16-hex hash."""
     payload: dict[str, str | bytes] = {
         "bin/python": f'#!/bin/sh\nexec {sys.executable} "$@"\n',
-        "bin/run_in_env": run_in_env_path().read_bytes(),
+        layout.RUN_IN_ENV: run_in_env_path().read_bytes(),
+        layout.RUNNER: runner_path().read_bytes(),
         "lib/marker.txt": f"env {salt}\n",
+        layout.SPEC: b"{}\n",
         **(files or {}),
     }
-    meta: dict[str, bytes] = {
-        ".envpack/manifest.json": b'{"files": []}\n',
-        ".envpack/spec.json": b"{}\n",
-    }
     if links is not None:
-        meta[".envpack/links"] = "".join(f"{p}\n" for p in links).encode()
-    for rel, data in {**payload, **meta}.items():
+        payload[layout.LINKS] = layout.links_bytes(links)
+    for rel, data in payload.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data.encode() if isinstance(data, str) else data)
-        path.chmod(0o755 if rel.startswith("bin/") else 0o644)
+        executable = rel.startswith("bin/") or rel == layout.RUNNER
+        path.chmod(0o755 if executable else 0o644)
     for rel, target in (symlinks or {}).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, root / rel)
-    digest = hashlib.sha256(salt.encode())
+    return rewrite_meta(root)
+
+
+def records_of(root: Path) -> list[layout.Record]:
+    """Manifest records of every member under ``root`` but the summary and the manifest."""
+    out: list[layout.Record] = []
     for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode())
-        if path.is_file() and not path.is_symlink():
-            digest.update(path.read_bytes())
-    env_hash = digest.hexdigest()[:16]
+        rel = path.relative_to(root).as_posix()
+        if rel in (layout.SUMMARY, layout.MANIFEST):
+            continue
+        if path.is_symlink():
+            out.append(layout.Record(rel, 0o777, 0, None, os.readlink(path)))
+        elif path.is_file():
+            data = path.read_bytes()
+            mode = 0o755 if path.stat().st_mode & 0o100 else 0o644
+            out.append(layout.Record(rel, mode, len(data), hashlib.sha256(data).hexdigest(), None))
+    return out
+
+
+def rewrite_meta(root: Path) -> str:
+    """Write the manifest and summary of the tree as it is now (after a test changed it)."""
+    manifest = layout.manifest_bytes(records_of(root))
+    (root / layout.MANIFEST).write_bytes(manifest)
+    env_hash = layout.manifest_hash(manifest)
     rewrite_summary(root, env_hash)
     return env_hash
 
 
 def rewrite_summary(root: Path, env_hash: str, *, files: int | None = None) -> None:
     """The builder's count: regular files + symlinks, bytes of regular files, itself included."""
-    summary = root / ".envpack" / "summary"
+    summary = root / layout.SUMMARY
     summary.unlink(missing_ok=True)
-    entries = [p for p in root.rglob("*") if p.is_symlink() or p.is_file()]
-    count = len(entries) + 1 if files is None else files
-    base = sum(p.stat().st_size for p in entries if not p.is_symlink())
-    guess = base
-    text = ""
-    for _ in range(5):
-        text = f"hash={env_hash}\nfiles={count}\nbytes={guess}\n"
-        if base + len(text) == guess:
-            break
-        guess = base + len(text)
-    summary.write_text(text)
+    records = records_of(root)
+    manifest = (root / layout.MANIFEST).read_bytes()
+    text = layout.summary_bytes(env_hash, records, {layout.MANIFEST: manifest})
+    if files is not None:
+        text = b"".join(
+            f"files={files}\n".encode() if line.startswith(b"files=") else line + b"\n"
+            for line in text.splitlines()
+        )
+    summary.write_bytes(text)
 
 
 def pack(root: Path, out: Path, *extra: str, compress: str = "gz") -> Path:

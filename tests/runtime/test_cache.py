@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from envpack.errors import UsageError
-from envpack.runtime.cache import cache_dir, list_entries, max_size, parse_size, prune, stale_dirs
+from envpack.runtime.cache import CacheError, cache_dir, list_entries, prune
 from tests.runtime.envs import Env, cache_entries, make_env, run
 
 
@@ -34,6 +35,7 @@ class _Holder:
     the lock lives as long as any process holding the fd, the shell's child included)."""
 
     def __init__(self, lock: Path) -> None:
+        self.lock = lock
         self.proc = subprocess.Popen(
             ["flock", "-s", str(lock), "sh", "-c", "echo held; exec sleep 60"],
             stdout=subprocess.PIPE, start_new_session=True,
@@ -42,30 +44,34 @@ class _Holder:
         assert self.proc.stdout.readline() == b"held\n"
 
     def release(self) -> None:
+        """Kill the holders and wait until the lock is really free: reaping `flock` is not
+        enough, its `sleep` child (holding the same fd) may still be dying on a loaded machine."""
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        deadline = time.monotonic() + 30
+        fd = os.open(self.lock, os.O_RDONLY)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    assert time.monotonic() < deadline, f"{self.lock} still held"
+                    time.sleep(0.01)
+        finally:
+            os.close(fd)
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("0", 0), ("123", 123), ("4K", 4096), ("2m", 2 << 20), ("20G", 20 << 30), ("1T", 1 << 40)],
-)
-def test_parse_size(text: str, expected: int) -> None:
-    assert parse_size(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "lots", "1.5G", "-1", "10KB", "G"])
-def test_parse_size_rejects(text: str) -> None:
-    with pytest.raises(UsageError, match="not a size"):
-        parse_size(text)
-
-
-def test_defaults_follow_the_runner() -> None:
-    assert cache_dir({"ENVPACK_CACHE": "/x/c"}) == Path("/x/c")
-    assert cache_dir({"TMPDIR": "/scratch"}) == Path(f"/scratch/envpack-{os.getuid()}")
-    assert cache_dir({}) == Path(f"/tmp/envpack-{os.getuid()}")
-    assert max_size({}) == 20 << 30
-    assert max_size({"ENVPACK_CACHE_MAX": "3M"}) == 3 << 20
+def test_cache_dir_is_the_runners(tmp_path: Path) -> None:
+    """cache_dir() asks envpack-run itself, which creates the directory 0700."""
+    where = tmp_path / "c"
+    assert cache_dir({**os.environ, "ENVPACK_CACHE": str(where)}) == where
+    assert where.stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(CacheError, match="writable by others"):
+        cache_dir({**os.environ, "ENVPACK_CACHE": str(shared)})
 
 
 def test_list_entries(tmp_path: Path) -> None:
@@ -76,8 +82,9 @@ def test_list_entries(tmp_path: Path) -> None:
     finally:
         holder.release()
     assert [e.hash for e in entries] == [e.hash for e in envs]  # least recently used first
-    summary = (cache / envs[0].hash / ".envpack" / "summary").read_text()
-    assert f"bytes={entries[0].size}" in summary
+    # the size is the disk the entry really uses, as the runner recorded it in the lock file
+    lock = (cache / f"{envs[0].hash}.lock").read_text()
+    assert lock == f"use={entries[0].size}\n"
     assert entries[0].size > 50_000
     assert [e.in_use for e in entries] == [False, True]
     assert entries[0].last_use < entries[1].last_use
@@ -96,8 +103,17 @@ def test_prune_lru_keeps_entries_in_use(tmp_path: Path) -> None:
     assert [e.hash for e in result.removed] == [envs[1].hash, envs[2].hash]
     assert cache_entries(cache) == [envs[0].hash]
     assert result.size_before == 3 * size and result.size_after == size
+    assert result.limit == size
     assert prune(cache, 0).removed[0].hash == envs[0].hash  # free now
     assert cache_entries(cache) == []
+
+
+def test_prune_bad_limit_is_a_usage_error(tmp_path: Path) -> None:
+    cache, _ = _fill(tmp_path, 1)
+    for bad in ("lots", "16777216T"):  # the second would wrap to 0 and evict everything
+        with pytest.raises(UsageError, match="not a size"):
+            prune(cache, bad)
+    assert len(list_entries(cache)) == 1
 
 
 def test_prune_removes_stale_temp_dirs_only(tmp_path: Path) -> None:
@@ -107,12 +123,13 @@ def test_prune_removes_stale_temp_dirs_only(tmp_path: Path) -> None:
     (dead / "half").write_text("x")
     busy = cache / f".tmp-{envs[0].hash}-12345"  # its hash is locked: an unpack in progress
     busy.mkdir()
+    evict_list = cache / ".evict-4242"  # what an older runner killed mid-eviction left
+    evict_list.write_text("1 x.lock\n")
     holder = _Holder(cache / f"{envs[0].hash}.lock")
     try:
-        assert stale_dirs(cache) == [dead]
         result = prune(cache, 1 << 40)
     finally:
         holder.release()
-    assert result.stale_removed == (dead,)
+    assert set(result.stale_removed) == {dead, evict_list}
     assert result.removed == ()
-    assert not dead.exists() and busy.exists()
+    assert not dead.exists() and busy.exists() and not evict_list.exists()

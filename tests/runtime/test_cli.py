@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from envpack.cli.main import main
 from envpack.runtime import runner_path
+from envpack.runtime.cache import list_entries
 from tests.runtime.envs import cache_entries, make_env, run
 
 
@@ -39,7 +40,8 @@ def test_cache_ls(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["cache", "ls", "--cache", str(cache)])
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert [line.split()[0] for line in lines[1:3]] == hashes
+    assert lines[0] == f"cache {cache}"
+    assert [line.split()[0] for line in lines[2:4]] == hashes
     assert "2 entries" in lines[-1]
     res = CliRunner().invoke(main, ["cache", "ls", "--cache", str(cache), "--json"])
     doc = json.loads(res.output)
@@ -55,11 +57,13 @@ def test_cache_ls_default_dir_from_environment(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["cache", "ls"], env={"ENVPACK_CACHE": str(cache)})
     assert res.exit_code == 0
     assert hashes[0] in res.output
+    assert f"cache {cache} (the runner's default on this node)" in res.output
 
 
 def test_cache_prune(tmp_path: Path) -> None:
     cache, hashes = _cache_with(tmp_path, 3)
-    res = CliRunner().invoke(main, ["cache", "prune", "--cache", str(cache), "--max", "70K"])
+    two = sum(e.size for e in list_entries(cache)[1:])  # room for the two most recent
+    res = CliRunner().invoke(main, ["cache", "prune", "--cache", str(cache), "--max", str(two)])
     assert res.exit_code == 0, res.output
     assert f"removed {hashes[0]}" in res.output
     assert cache_entries(cache) == sorted(hashes[1:])

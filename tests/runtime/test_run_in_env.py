@@ -36,7 +36,19 @@ def test_initialize_refuses_an_incomplete_tree(tmp_path: Path) -> None:
         ["output/bin/run_in_env"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert res.returncode == EXIT_CORRUPT
-    assert "its summary says" in res.stderr
+    assert "lacks 'lib/a.py', which its manifest lists" in res.stderr
+
+
+def test_initialize_refuses_a_changed_file(tmp_path: Path) -> None:
+    """Same size, other bytes: only the digest can tell, and the bare call checks it."""
+    env = make_env(tmp_path, files={"lib/a.py": "a = 1\n"})
+    assert _taskvine_unpack(env.tarball, tmp_path).returncode == 0
+    (tmp_path / "output" / "lib" / "a.py").write_text("a = 2\n")
+    res = subprocess.run(
+        ["output/bin/run_in_env"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert res.returncode == EXIT_CORRUPT
+    assert "'lib/a.py' differs from its manifest" in res.stderr
 
 
 def test_runs_arguments_activated_from_anywhere(tmp_path: Path) -> None:

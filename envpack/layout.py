@@ -1,0 +1,195 @@
+"""The worker contract: the `.envpack/` members and the node cache, written and read here only.
+
+An environment (the tarball, and the directory it unpacks to) holds, besides its files::
+
+    .envpack/summary        hash=<16 hex>, files=, bytes=: identity and size at a glance
+    .envpack/manifest.json  every other member (path, mode, size, sha256 | link target);
+                            the first 16 hex digits of its sha256 are the environment's hash
+    .envpack/spec.json      the Spec it was built from
+    .envpack/links          data files the code opens by relative path, relative to local/
+    .envpack/envpack-run    the runner; bin/run_in_env (poncho's face) delegates to it
+    bin/run_in_env
+
+`envpack-run` (POSIX sh) reads the manifest with `sed`, so its format is line-oriented JSON: one
+record per line, keys in a fixed order, UTF-8 as is; names holding control characters are
+refused. The node cache holds ``<cache>/<hash>/`` entries with a ``<hash>.lock`` beside each
+(flock; its mtime is the last use; its text ``use=<bytes>`` the disk the entry really uses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from envpack.errors import EnvpackError
+
+META_DIR = ".envpack"
+SUMMARY = f"{META_DIR}/summary"
+MANIFEST = f"{META_DIR}/manifest.json"
+SPEC = f"{META_DIR}/spec.json"
+LINKS = f"{META_DIR}/links"
+RUNNER = f"{META_DIR}/envpack-run"
+RUN_IN_ENV = "bin/run_in_env"
+
+MANIFEST_SCHEMA = 2
+HASH_LEN = 16
+_HASH = re.compile(r"[0-9a-f]{16}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class LayoutError(EnvpackError):
+    """An environment's `.envpack/` members cannot be written or read as the contract says."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """A manifest line: what a member is, without its bytes."""
+
+    path: str
+    mode: int
+    size: int
+    sha256: str | None  # None for symlinks
+    target: str | None  # symlink target, None for files
+    group: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        """The record as the manifest holds it (this key order is what the runner's sed reads)."""
+        out: dict[str, object] = {"path": self.path, "mode": f"{self.mode:04o}"}
+        if self.target is None:
+            out.update(size=self.size, sha256=self.sha256)
+        else:
+            out["target"] = self.target
+        return out
+
+
+def is_hash(text: str) -> bool:
+    """An environment hash: exactly 16 lowercase hex digits."""
+    return _HASH.fullmatch(text) is not None
+
+
+def check_name(name: str, what: str = "member") -> None:
+    """Refuse names the runner would refuse: control characters defeat line-based checks."""
+    if _CONTROL.search(name):
+        raise LayoutError(f"{what} {name!r} holds a control character; no worker would accept it")
+
+
+def manifest_bytes(records: Iterable[Record]) -> bytes:
+    """The canonical manifest: sorted by path, one record per line, so its hash is stable."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for rec in sorted(records, key=lambda r: r.path):
+        check_name(rec.path)
+        if rec.target is not None:
+            check_name(rec.target, f"the target of {rec.path!r},")
+        if rec.path in seen:
+            raise LayoutError(f"{rec.path} is listed twice in the manifest")
+        seen.add(rec.path)
+        lines.append(json.dumps(rec.to_json(), ensure_ascii=False))
+    body = ",\n".join(lines)
+    head = f'{{"schema": {MANIFEST_SCHEMA}, "files": [\n'
+    return (head + body + ("\n" if body else "") + "]}\n").encode()
+
+
+def manifest_hash(manifest: bytes) -> str:
+    """First 16 hex digits of the manifest's sha256: the environment's identity."""
+    return hashlib.sha256(manifest).hexdigest()[:HASH_LEN]
+
+
+def parse_manifest(data: bytes) -> list[Record]:
+    """Records of a manifest (schema 1's indented JSON reads too: same keys)."""
+    try:
+        doc = json.loads(data)
+        items = doc["files"]
+        return [
+            Record(
+                str(it["path"]),
+                int(str(it["mode"]), 8),
+                int(it.get("size", 0)),
+                it.get("sha256"),
+                it.get("target"),
+            )
+            for it in items
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LayoutError(f"not an envpack manifest: {exc}") from None
+
+
+def summary_bytes(env_hash: str, records: list[Record], extra: Mapping[str, bytes]) -> bytes:
+    """`.envpack/summary`: the hash, and the count and bytes an unpacked tree holds.
+
+    files = regular files + symlinks, bytes = total size of the regular files, both counting
+    the `.envpack` members themselves; bytes includes the summary's own size, so it is found
+    as a fixed point (two rounds at most).
+    """
+    files = len(records) + len(extra) + 1
+    base = sum(r.size for r in records if r.target is None) + sum(len(v) for v in extra.values())
+    text = b""
+    guess = base
+    for _ in range(5):
+        text = f"hash={env_hash}\nfiles={files}\nbytes={guess}\n".encode()
+        if base + len(text) == guess:
+            break
+        guess = base + len(text)
+    return text
+
+
+def parse_summary(data: bytes) -> dict[str, str]:
+    """key=value lines of a summary; a line without '=' is ignored, as the runner does."""
+    out: dict[str, str] = {}
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key] = value
+    return out
+
+
+def links_bytes(paths: Iterable[str]) -> bytes:
+    """`.envpack/links`: one data path per line, relative to local/."""
+    out = sorted(set(paths))
+    for path in out:
+        check_name(path, "data file")
+    return "".join(f"{p}\n" for p in out).encode()
+
+
+def parse_links(data: bytes) -> list[str]:
+    return [line for line in data.decode("utf-8", errors="replace").splitlines() if line]
+
+
+def lock_name(env_hash: str) -> str:
+    """The lock file beside a cache entry."""
+    return f"{env_hash}.lock"
+
+
+def lock_use(data: bytes) -> int | None:
+    """Bytes an entry really uses on disk, as the runner recorded it in the lock file."""
+    value = parse_summary(data).get("use", "")
+    return int(value) if value.isdigit() else None
+
+
+__all__ = [
+    "HASH_LEN",
+    "LINKS",
+    "MANIFEST",
+    "MANIFEST_SCHEMA",
+    "META_DIR",
+    "RUNNER",
+    "RUN_IN_ENV",
+    "SPEC",
+    "SUMMARY",
+    "LayoutError",
+    "Record",
+    "check_name",
+    "is_hash",
+    "links_bytes",
+    "lock_name",
+    "lock_use",
+    "manifest_bytes",
+    "manifest_hash",
+    "parse_links",
+    "parse_manifest",
+    "parse_summary",
+    "summary_bytes",
+]
