@@ -2,8 +2,8 @@
 
 poncho must run inside the environment it analyzes; we run a short stdlib-only probe with the
 target's binary instead, so `--python` works for any venv or conda env on the machine. The probe
-prints its JSON between markers holding a fresh nonce, so a sitecustomize (or anything else the
-target runs at start-up) that prints cannot break it.
+runs on CPython 3.8 and later, and prints its JSON between markers holding a fresh nonce, so a
+sitecustomize (or anything else the target runs at start-up) that prints cannot break it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from envpack.errors import UsageError
 from envpack.spec import Interpreter
 
+# Runs in the target: stdlib only, and no syntax or API newer than 3.8.
 _PROBE = r"""
 import json, os, platform, sys, sysconfig, importlib.machinery
 libpython = None
@@ -38,6 +39,27 @@ paths = sysconfig.get_paths(vars={
 })
 dynload = os.path.join(paths["platstdlib"], "lib-dynload")
 suffixes = importlib.machinery.EXTENSION_SUFFIXES
+stdlib_names = getattr(sys, "stdlib_module_names", None)  # 3.10+
+if stdlib_names is None:
+    # Before 3.10: what the stdlib dirs hold, plus the modules compiled into the binary.
+    stdlib_names = set(sys.builtin_module_names)
+    for d in (paths["stdlib"], paths["platstdlib"], dynload):
+        try:
+            entries = os.listdir(d)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.endswith(".py"):
+                stdlib_names.add(entry[:-3])
+            elif os.path.isdir(os.path.join(d, entry)):
+                stdlib_names.add(entry)
+            else:
+                for suffix in suffixes:
+                    if entry.endswith(suffix):
+                        stdlib_names.add(entry[: -len(suffix)])
+                        break
+    # not identifiers: site-packages, lib-dynload, config-3.9-x86_64-linux-gnu
+    stdlib_names = [n for n in stdlib_names if n.isidentifier() and n != "__pycache__"]
 result = json.dumps({
     "implementation": sys.implementation.name,
     "version": platform.python_version(),
@@ -53,7 +75,8 @@ result = json.dumps({
     "machine": platform.machine(),
     "conda": os.path.isdir(os.path.join(sys.prefix, "conda-meta")),
     "sys_path": [p for p in sys.path if p],
-    "stdlib_module_names": sorted(sys.stdlib_module_names),
+    "stdlib_module_names": sorted(stdlib_names),
+    "stdlib_names_from_disk": not hasattr(sys, "stdlib_module_names"),
     "builtin_module_names": sorted(sys.builtin_module_names),
     "extension_suffixes": suffixes,
     "version_info": list(sys.version_info[:3]),
@@ -63,6 +86,25 @@ out = sys.__stdout__
 out.write("\n" + sys.argv[1] + result + sys.argv[2] + "\n")
 out.flush()
 """
+# The compiled modules of 3.10's sys.stdlib_module_names (every name there that is not a .py
+# file or a package in its Lib/): a 3.8/3.9 target's dirs lack those built only on other
+# platforms (winreg, _winapi) or without an optional library (_tkinter, _dbm), which the
+# analyzer must still know as stdlib, so that a guarded import of one is not an error.
+_COMPILED_STDLIB = frozenset(
+    """
+    _abc _ast _asyncio _bisect _blake2 _bz2 _codecs _codecs_cn _codecs_hk _codecs_iso2022
+    _codecs_jp _codecs_kr _codecs_tw _collections _contextvars _crypt _csv _ctypes _curses
+    _curses_panel _datetime _dbm _decimal _elementtree _frozen_importlib
+    _frozen_importlib_external _functools _gdbm _hashlib _heapq _imp _io _json _locale _lsprof
+    _lzma _md5 _msi _multibytecodec _multiprocessing _opcode _operator _overlapped _pickle
+    _posixshmem _posixsubprocess _queue _random _scproxy _sha1 _sha256 _sha3 _sha512 _signal
+    _socket _sqlite3 _sre _ssl _stat _statistics _string _struct _symtable _thread _tkinter
+    _tracemalloc _uuid _warnings _weakref _winapi _zoneinfo array atexit audioop binascii
+    builtins cmath errno faulthandler fcntl gc grp itertools marshal math mmap msilib msvcrt nis
+    nt ossaudiodev posix pwd pyexpat readline resource select spwd sys syslog termios time
+    unicodedata winreg winsound zlib
+    """.split()  # noqa: SIM905  (a list literal would take 106 lines, one name each)
+)
 _TIMEOUT = 60  # seconds; a cold start on a network filesystem takes a few
 _TAIL = 2000  # characters of the target's stderr (and stdout) quoted in an error
 
@@ -115,13 +157,15 @@ def probe(python: str | os.PathLike[str] | None = None) -> Target:
         )
         target = Target(
             interpreter=interp,
-            stdlib_module_names=frozenset(raw["stdlib_module_names"]),
+            stdlib_module_names=frozenset(raw["stdlib_module_names"]).union(
+                _COMPILED_STDLIB if raw["stdlib_names_from_disk"] else ()
+            ),
             builtin_module_names=frozenset(raw["builtin_module_names"]),
             extension_suffixes=tuple(raw["extension_suffixes"]),
             version_info=(raw["version_info"][0], raw["version_info"][1], raw["version_info"][2]),
         )
     except (KeyError, IndexError, TypeError) as exc:
-        raise UsageError(f"{exe}: the probe's answer lacks {exc}; is it CPython 3.10+?") from None
+        raise UsageError(f"{exe}: the probe's answer lacks {exc}; is it CPython 3.8+?") from None
     _cache[exe] = target
     return target
 
