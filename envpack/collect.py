@@ -417,6 +417,8 @@ def _has_debug(path: Path) -> bool:
             ident = fh.read(64)
             if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2):
                 return False
+            if ident[4] == 2 and len(ident) < 64:
+                return False  # a truncated ELF64 header: nothing objcopy could strip
             end = "<" if ident[5] == 1 else ">"
             if ident[4] == 2:  # ELFCLASS64
                 (shoff,) = struct.unpack_from(end + "Q", ident, 0x28)
