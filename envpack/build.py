@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from envpack import archive, runtime
-from envpack.archive import MANIFEST, SUMMARY, Compression, Progress, Record
+from envpack.archive import MANIFEST, SUMMARY, Compression, Entry, Progress, Record
 from envpack.collect import Collection, collect
 from envpack.errors import BuildError, SpecError
 from envpack.spec import SCHEMA, Spec
@@ -125,6 +125,7 @@ def assemble(
     digest_cache: bool = True,
 ) -> Environment:
     """Digest, name, cache-check and write collected entries (shared by the conda backend)."""
+    _refuse_duplicates(collection.entries)
     cache = archive.DigestCache(archive.DigestCache.default_file() if digest_cache else None)
     entries, records = archive.digest(collection.entries, progress, cache)
     cache.save()
@@ -142,6 +143,22 @@ def assemble(
         lambda fh: _write(fh, compress, level, meta, collection, records, progress),
     )
     return _environment(spec, final, env_hash, records, False, collection, runner)
+
+
+def _refuse_duplicates(entries: list[Entry]) -> None:
+    """One entry per archive name, or the manifest would list a file the tarball holds once.
+
+    The collector never adds a name twice; this guards whatever adds entries after it.
+    """
+    owners: dict[str, list[str]] = {}
+    for entry in entries:
+        owners.setdefault(entry.arcname, []).append(entry.group or "?")
+    clashes = [
+        f"{arc} (from {' and '.join(groups)})" for arc, groups in owners.items() if len(groups) > 1
+    ]
+    if clashes:
+        listed = "\n  ".join(sorted(clashes))
+        raise BuildError(f"{len(clashes)} archive name(s) added more than once:\n  {listed}")
 
 
 def _write(

@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from envpack.analyzer.interpreter import probe
-from envpack.archive import MANIFEST, SUMMARY
-from envpack.build import PART_GLOB, Environment, build
+from envpack.archive import MANIFEST, SUMMARY, Entry
+from envpack.build import PART_GLOB, Environment, assemble, build
+from envpack.collect import collect
 from envpack.errors import BuildError, SpecError
 from envpack.relocate import runpath_of
 from envpack.spec import Distribution, LocalFile, NativeLib, Spec, StdlibModule
@@ -503,6 +504,19 @@ def test_disk_full_leaves_nothing(project: Project, tmp_path: Path) -> None:
     left = res.stdout.split("LEFT", 1)[1].strip()
     assert ".part" not in left and ".tar.gz" not in left
     assert errno.ENOSPC  # the errno the builder maps to this message
+
+
+def test_an_archive_name_added_twice_is_refused(project: Project, tmp_path: Path) -> None:
+    # What adds entries after the collector (the conda backend) must not list a file twice.
+    collection = collect(project.spec, tmp_path / "stage")
+    arc = next(e.arcname for e in collection.entries if e.group == "PyYAML")
+    collection.entries.append(Entry(arc, 0o644, b"other bytes", "conda"))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BuildError, match=r"1 archive name\(s\) added more than once") as info:
+        assemble(project.spec, out, collection, level=1, digest_cache=False)
+    assert f"{arc} (from PyYAML and conda)" in str(info.value)
+    assert list(out.iterdir()) == []
 
 
 # -- temporary files of killed builds ---------------------------------------------------------
