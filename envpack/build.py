@@ -2,30 +2,37 @@
 
 collect (envpack.collect: what goes where) -> digest every entry -> manifest and its hash ->
 cache check -> write the tarball under a temporary name -> rename. Nothing half-written ever
-carries the final name, so a cache hit is always a complete tarball.
+carries the final name, so a cache hit is always a complete tarball. A temporary file is held
+under an exclusive flock while it is written; one a killed build left behind has lost its lock,
+and the next build into that directory removes it.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 import sys
 import tempfile
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from envpack import archive, layout, runtime
-from envpack.archive import Compression, Progress
+from envpack.archive import Compression, Entry, Progress
 from envpack.collect import Collection, collect
 from envpack.errors import BuildError, SpecError
 from envpack.layout import MANIFEST, SUMMARY, Record
 from envpack.spec import SCHEMA, Spec
 
 RUNNER_NAME = runtime.RUNNER_NAME
+# What write_atomic names its temporary files: ".envpack-<hash>.tar.gz.XXXXXXXX.part" and
+# ".envpack-run.XXXXXXXX.part". Only these are ever cleaned up, never another program's .part.
+PART_GLOB = ".envpack-*.part"
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ def build(
         raise BuildError("--compress zstd needs the zstandard module or the zstd binary")
     with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
         out = _out_dir(Path(out_dir))
+        remove_stale_parts(out)
         collection = collect(
             spec,
             Path(stage),
@@ -118,6 +126,7 @@ def assemble(
     digest_cache: bool = True,
 ) -> Environment:
     """Digest, name, cache-check and write collected entries (shared by the conda backend)."""
+    _refuse_duplicates(collection.entries)
     cache = archive.DigestCache(archive.DigestCache.default_file() if digest_cache else None)
     entries, records = archive.digest(collection.entries, progress, cache)
     cache.save()
@@ -138,6 +147,22 @@ def assemble(
         lambda fh: _write(fh, compress, level, meta, collection, records, progress),
     )
     return _environment(spec, final, env_hash, records, False, collection, runner)
+
+
+def _refuse_duplicates(entries: list[Entry]) -> None:
+    """One entry per archive name, or the manifest would list a file the tarball holds once.
+
+    The collector never adds a name twice; this guards whatever adds entries after it.
+    """
+    owners: dict[str, list[str]] = {}
+    for entry in entries:
+        owners.setdefault(entry.arcname, []).append(entry.group or "?")
+    clashes = [
+        f"{arc} (from {' and '.join(groups)})" for arc, groups in owners.items() if len(groups) > 1
+    ]
+    if clashes:
+        listed = "\n  ".join(sorted(clashes))
+        raise BuildError(f"{len(clashes)} archive name(s) added more than once:\n  {listed}")
 
 
 def _write(
@@ -166,24 +191,83 @@ def _write(
 
 
 def write_atomic(final: Path, writer: Callable[[BinaryIO], None]) -> None:
-    """Run ``writer`` on a temp file next to ``final``, then rename; remove it on any failure."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    tmp = Path(tmp_name)
+    """Run ``writer`` on a locked temp file next to ``final``, then rename; remove it on failure."""
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with _part_file(final) as (fh, tmp):
             writer(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
+            os.fchmod(fh.fileno(), 0o644)
+            # Still under the lock: a clean-up never finds this name unlocked while it is ours.
+            os.replace(tmp, final)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise BuildError(f"no space left on device writing {final}; nothing was kept") from None
         raise BuildError(f"cannot write {final}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def _part_file(final: Path) -> Iterator[tuple[BinaryIO, Path]]:
+    """A new ``.part`` file next to ``final``, exclusively flocked until the block ends.
+
+    The lock is what tells remove_stale_parts that a live build owns the file; the kernel drops
+    it when the process dies, however it dies. On an exception the file is removed.
+    """
+    while True:
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+        fh = os.fdopen(fd, "wb")
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        if _names_open_file(name, fh.fileno()):
+            break
+        # A concurrent clean-up locked and removed it between mkstemp and flock: a new name.
+        fh.close()
+    tmp = Path(name)
+    try:
+        yield fh, tmp
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        fh.close()
+
+
+def remove_stale_parts(out: Path) -> list[Path]:
+    """Remove the ``.part`` files of dead builds in ``out``; those of live builds stay.
+
+    A part file whose exclusive flock can be taken without waiting has no live writer: its
+    build was killed (SIGKILL, OOM, power loss) before it could clean up. Returns what went.
+    """
+    removed: list[Path] = []
+    for path in sorted(out.glob(PART_GLOB)):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone already (renamed by its build), a symlink, or not ours to read
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live build holds it
+            if _names_open_file(str(path), fd):  # not renamed to its final name meanwhile
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue  # unlink refused (another user's dir): leave it
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _names_open_file(name: str, fd: int) -> bool:
+    """Whether ``name`` still is the file open as ``fd`` (same device and inode)."""
+    try:
+        st = os.stat(name, follow_symlinks=False)
+    except OSError:
+        return False
+    opened = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _out_dir(out: Path) -> Path:
@@ -276,7 +360,16 @@ def source_size(spec: Spec) -> int:
     return total
 
 
-__all__ = ["Environment", "GroupSize", "assemble", "build", "source_size", "write_atomic"]
+__all__ = [
+    "PART_GLOB",
+    "Environment",
+    "GroupSize",
+    "assemble",
+    "build",
+    "remove_stale_parts",
+    "source_size",
+    "write_atomic",
+]
 
 
 class _CallableModule(types.ModuleType):

@@ -185,8 +185,8 @@ class Collector:
             elif "/__pycache__/" in f"/{rel}" or rel.startswith("__pycache__/"):
                 continue  # pycs come with their sources, below
             else:
-                self._add(arc, normalize_mode(path.stat().st_mode), path, "stdlib")
-                if rel.endswith(".py"):
+                added = self._add(arc, normalize_mode(path.stat().st_mode), path, "stdlib")
+                if added and rel.endswith(".py"):
                     self._pyc(path, arc, "stdlib")
         self.out.empty_dirs.append(f"{self.stdlib_arc}/lib-dynload")
 
@@ -250,8 +250,10 @@ class Collector:
                     self._add(arc, 0o755, script, dist.name)
                     continue
             if arc.endswith(".py"):
-                self._add(arc, mode, path, dist.name)
-                self._pyc(path, arc, dist.name)
+                # A file two distributions list (a pkgutil-style namespace __init__.py) ships
+                # once, its pyc with it: only the owner of the source adds the pyc.
+                if self._add(arc, mode, path, dist.name):
+                    self._pyc(path, arc, dist.name)
             elif _is_elf(path):
                 self._add_elf(arc, 0o755 if mode & 0o111 else mode, path, dist.name)
             else:
@@ -304,14 +306,19 @@ class Collector:
 
     def _add(
         self, arc: str, mode: int, source: Source, group: str, inputs: tuple[Path, ...] = ()
-    ) -> None:
+    ) -> bool:
+        """Add an entry unless ``arc`` is taken (the first owner keeps it); whether it was added.
+
+        Every entry goes through here, so an archive name is never entered twice.
+        """
         owner = self._seen.get(arc)
         if owner is not None:
             if owner != group:
                 self.out.warnings.append(f"{arc}: shipped by {owner}, also listed by {group}")
-            return
+            return False
         self._seen[arc] = group
         self.out.entries.append(Entry(arc, mode, source, group, inputs))
+        return True
 
     def _pyc(self, source: Path, arc: str, group: str) -> None:
         """Ship the source's own pyc, turned unchecked-hash, when it is fresh.
@@ -333,8 +340,7 @@ class Collector:
                 raise Stale(f"{pyc} is stale")
             return out
 
-        self.out.entries.append(Entry(pyc_arc, 0o644, load, group, (pyc, source)))
-        self._seen[pyc_arc] = group
+        self._add(pyc_arc, 0o644, load, group, (pyc, source))
 
     def _needers(self) -> set[str]:
         needers: set[str] = set()
@@ -421,6 +427,8 @@ def _has_debug(path: Path) -> bool:
             ident = fh.read(64)
             if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2):
                 return False
+            if ident[4] == 2 and len(ident) < 64:
+                return False  # a truncated ELF64 header: nothing objcopy could strip
             end = "<" if ident[5] == 1 else ">"
             if ident[4] == 2:  # ELFCLASS64
                 (shoff,) = struct.unpack_from(end + "Q", ident, 0x28)

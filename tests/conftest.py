@@ -91,3 +91,21 @@ def fixture_venv(tmp_path_factory: pytest.TempPathFactory) -> FixtureVenv:
         venv = _make_venv(root)
         done.write_text(json.dumps({k: str(v) for k, v in venv.__dict__.items()}))
         return venv
+
+
+@dataclass(frozen=True)
+class BareVenv:
+    root: Path
+    python: Path  # bin/python: the symlink venv makes, which is what marks it the venv's
+    site_packages: Path
+
+
+@pytest.fixture
+def bare_venv(tmp_path: Path) -> BareVenv:
+    """A fresh real venv of the running Python, without pip: for tests that change it."""
+    root = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    python = root / "bin" / "python"
+    assert python.is_symlink()
+    (site,) = root.glob("lib/python*/site-packages")
+    return BareVenv(root=root, python=python, site_packages=site)

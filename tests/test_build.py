@@ -7,10 +7,12 @@ depend on the analyzer's data model only, not on its walk.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import importlib.metadata
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -21,7 +23,9 @@ from pathlib import Path
 import pytest
 
 from envpack.analyzer.interpreter import probe
-from envpack.build import Environment, build
+from envpack.archive import Entry
+from envpack.build import PART_GLOB, Environment, assemble, build
+from envpack.collect import collect
 from envpack.errors import BuildError, SpecError
 from envpack.layout import MANIFEST, SUMMARY
 from envpack.relocate import runpath_of
@@ -502,6 +506,82 @@ def test_disk_full_leaves_nothing(project: Project, tmp_path: Path) -> None:
     left = res.stdout.split("LEFT", 1)[1].strip()
     assert ".part" not in left and ".tar.gz" not in left
     assert errno.ENOSPC  # the errno the builder maps to this message
+
+
+def test_an_archive_name_added_twice_is_refused(project: Project, tmp_path: Path) -> None:
+    # What adds entries after the collector (the conda backend) must not list a file twice.
+    collection = collect(project.spec, tmp_path / "stage")
+    arc = next(e.arcname for e in collection.entries if e.group == "PyYAML")
+    collection.entries.append(Entry(arc, 0o644, b"other bytes", "conda"))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BuildError, match=r"1 archive name\(s\) added more than once") as info:
+        assemble(project.spec, out, collection, level=1, digest_cache=False)
+    assert f"{arc} (from PyYAML and conda)" in str(info.value)
+    assert list(out.iterdir()) == []
+
+
+# -- temporary files of killed builds ---------------------------------------------------------
+
+# A child that opens a part file with the builder's own helper, half-writes it, says its name
+# and holds its lock until killed: a build in progress, without timing a real one.
+_HOLD_PART = """
+import sys, time
+from pathlib import Path
+from envpack.build import _part_file
+with _part_file(Path(sys.argv[1])) as (fh, tmp):
+    fh.write(b"half a tarball")
+    fh.flush()
+    print(tmp, flush=True)
+    time.sleep(600)
+"""
+
+
+def _hold_part(out: Path) -> tuple[subprocess.Popen[str], Path]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_PART, str(out / "envpack-0123456789abcdef.tar.gz")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    assert child.stdout is not None
+    part = Path(child.stdout.readline().strip())
+    assert part.parent == out and part.is_file(), part
+    assert fnmatch.fnmatch(part.name, PART_GLOB)
+    return child, part
+
+
+def test_a_killed_builds_part_is_removed_by_the_next_build(
+    project: Project, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    child, part = _hold_part(out)
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    assert part.is_file()  # SIGKILL ran no clean-up; the lock died with the process
+    other = out / ".download.part"  # not envpack's: never touched
+    other.write_text("x")
+    env = build(project.spec, out, level=1)
+    assert not part.exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [env.path.name, "envpack-run", other.name]
+    )
+
+
+def test_a_live_builds_part_is_kept(project: Project, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    child, part = _hold_part(out)
+    try:
+        build(project.spec, out, level=1)
+        assert part.read_bytes() == b"half a tarball"  # its lock is held: a concurrent build's
+    finally:
+        child.kill()
+        child.wait()
+    again = build(project.spec, out, level=1)  # a cache hit cleans up too
+    assert again.cached
+    assert not part.exists()
 
 
 # -- test suites inside distributions ---------------------------------------------------------

@@ -1,21 +1,28 @@
 """Ask the target interpreter about itself, without installing anything into it.
 
 poncho must run inside the environment it analyzes; we run a short stdlib-only probe with the
-target's binary instead, so `--python` works for any venv or conda env on the machine.
+target's binary instead, so `--python` works for any venv or conda env on the machine. The probe
+runs on CPython 3.8 and later, and prints its JSON between markers holding a fresh nonce, so a
+sitecustomize (or anything else the target runs at start-up) that prints cannot break it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from envpack.errors import UsageError
 from envpack.spec import Interpreter
 
+# Runs in the target: stdlib only, and no syntax or API newer than 3.8.
 _PROBE = r"""
 import json, os, platform, sys, sysconfig, importlib.machinery
 libpython = None
@@ -31,7 +38,29 @@ paths = sysconfig.get_paths(vars={
     "installed_base": sys.base_prefix, "installed_platbase": sys.base_exec_prefix,
 })
 dynload = os.path.join(paths["platstdlib"], "lib-dynload")
-print(json.dumps({
+suffixes = importlib.machinery.EXTENSION_SUFFIXES
+stdlib_names = getattr(sys, "stdlib_module_names", None)  # 3.10+
+if stdlib_names is None:
+    # Before 3.10: what the stdlib dirs hold, plus the modules compiled into the binary.
+    stdlib_names = set(sys.builtin_module_names)
+    for d in (paths["stdlib"], paths["platstdlib"], dynload):
+        try:
+            entries = os.listdir(d)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.endswith(".py"):
+                stdlib_names.add(entry[:-3])
+            elif os.path.isdir(os.path.join(d, entry)):
+                stdlib_names.add(entry)
+            else:
+                for suffix in suffixes:
+                    if entry.endswith(suffix):
+                        stdlib_names.add(entry[: -len(suffix)])
+                        break
+    # not identifiers: site-packages, lib-dynload, config-3.9-x86_64-linux-gnu
+    stdlib_names = [n for n in stdlib_names if n.isidentifier() and n != "__pycache__"]
+result = json.dumps({
     "implementation": sys.implementation.name,
     "version": platform.python_version(),
     "executable": sys.executable,
@@ -46,12 +75,38 @@ print(json.dumps({
     "machine": platform.machine(),
     "conda": os.path.isdir(os.path.join(sys.prefix, "conda-meta")),
     "sys_path": [p for p in sys.path if p],
-    "stdlib_module_names": sorted(sys.stdlib_module_names),
+    "stdlib_module_names": sorted(stdlib_names),
+    "stdlib_names_from_disk": not hasattr(sys, "stdlib_module_names"),
     "builtin_module_names": sorted(sys.builtin_module_names),
-    "extension_suffixes": importlib.machinery.EXTENSION_SUFFIXES,
+    "extension_suffixes": suffixes,
     "version_info": list(sys.version_info[:3]),
-}))
+})
+# sys.__stdout__: a sitecustomize may have replaced sys.stdout.
+out = sys.__stdout__
+out.write("\n" + sys.argv[1] + result + sys.argv[2] + "\n")
+out.flush()
 """
+# The compiled modules of 3.10's sys.stdlib_module_names (every name there that is not a .py
+# file or a package in its Lib/): a 3.8/3.9 target's dirs lack those built only on other
+# platforms (winreg, _winapi) or without an optional library (_tkinter, _dbm), which the
+# analyzer must still know as stdlib, so that a guarded import of one is not an error.
+_COMPILED_STDLIB = frozenset(
+    """
+    _abc _ast _asyncio _bisect _blake2 _bz2 _codecs _codecs_cn _codecs_hk _codecs_iso2022
+    _codecs_jp _codecs_kr _codecs_tw _collections _contextvars _crypt _csv _ctypes _curses
+    _curses_panel _datetime _dbm _decimal _elementtree _frozen_importlib
+    _frozen_importlib_external _functools _gdbm _hashlib _heapq _imp _io _json _locale _lsprof
+    _lzma _md5 _msi _multibytecodec _multiprocessing _opcode _operator _overlapped _pickle
+    _posixshmem _posixsubprocess _queue _random _scproxy _sha1 _sha256 _sha3 _sha512 _signal
+    _socket _sqlite3 _sre _ssl _stat _statistics _string _struct _symtable _thread _tkinter
+    _tracemalloc _uuid _warnings _weakref _winapi _zoneinfo array atexit audioop binascii
+    builtins cmath errno faulthandler fcntl gc grp itertools marshal math mmap msilib msvcrt nis
+    nt ossaudiodev posix pwd pyexpat readline resource select spwd sys syslog termios time
+    unicodedata winreg winsound zlib
+    """.split()  # noqa: SIM905  (a list literal would take 106 lines, one name each)
+)
+_TIMEOUT = 60  # seconds; a cold start on a network filesystem takes a few
+_TAIL = 2000  # characters of the target's stderr (and stdout) quoted in an error
 
 
 @dataclass(frozen=True)
@@ -73,55 +128,117 @@ _cache: dict[str, Target] = {}
 
 
 def probe(python: str | os.PathLike[str] | None = None) -> Target:
-    """Describe ``python`` (a binary, or a venv/conda prefix); default: the running one."""
+    """Describe ``python`` (a binary, or a venv/conda prefix); default: the running one.
+
+    A relative path is taken relative to the current directory, never looked up on PATH.
+    Raises UsageError saying what ran and how it failed when the target is not a Python
+    that can answer the probe.
+    """
     exe = _resolve(python)
     if exe in _cache:
         return _cache[exe]
+    raw = _run_probe(exe)
     try:
-        # -I: ignore PYTHONPATH and the user site, as the shipped env will; -S would hide
-        # site-packages, which we need to see.
-        out = subprocess.run(
-            [exe, "-I", "-c", _PROBE], capture_output=True, text=True, check=True, timeout=60
-        ).stdout
-    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        raise UsageError(f"cannot run the target interpreter {exe}: {exc}") from None
-    raw = json.loads(out)
-    interp = Interpreter(
-        implementation=raw["implementation"],
-        version=raw["version"],
-        executable=raw["executable"],
-        real_executable=raw["real_executable"],
-        prefix=raw["prefix"],
-        base_prefix=raw["base_prefix"],
-        stdlib=raw["stdlib"],
-        platstdlib=raw["platstdlib"],
-        dynload=raw["dynload"],
-        libpython=raw["libpython"],
-        platform=raw["platform"],
-        machine=raw["machine"],
-        conda=raw["conda"],
-        sys_path=tuple(raw["sys_path"]),
-    )
-    target = Target(
-        interpreter=interp,
-        stdlib_module_names=frozenset(raw["stdlib_module_names"]),
-        builtin_module_names=frozenset(raw["builtin_module_names"]),
-        extension_suffixes=tuple(raw["extension_suffixes"]),
-        version_info=(raw["version_info"][0], raw["version_info"][1], raw["version_info"][2]),
-    )
+        interp = Interpreter(
+            implementation=raw["implementation"],
+            version=raw["version"],
+            executable=raw["executable"],
+            real_executable=raw["real_executable"],
+            prefix=raw["prefix"],
+            base_prefix=raw["base_prefix"],
+            stdlib=raw["stdlib"],
+            platstdlib=raw["platstdlib"],
+            dynload=raw["dynload"],
+            libpython=raw["libpython"],
+            platform=raw["platform"],
+            machine=raw["machine"],
+            conda=raw["conda"],
+            sys_path=tuple(raw["sys_path"]),
+        )
+        target = Target(
+            interpreter=interp,
+            stdlib_module_names=frozenset(raw["stdlib_module_names"]).union(
+                _COMPILED_STDLIB if raw["stdlib_names_from_disk"] else ()
+            ),
+            builtin_module_names=frozenset(raw["builtin_module_names"]),
+            extension_suffixes=tuple(raw["extension_suffixes"]),
+            version_info=(raw["version_info"][0], raw["version_info"][1], raw["version_info"][2]),
+        )
+    except (KeyError, IndexError, TypeError) as exc:
+        raise UsageError(f"{exe}: the probe's answer lacks {exc}; is it CPython 3.8+?") from None
     _cache[exe] = target
     return target
 
 
+def _run_probe(exe: str) -> dict[str, Any]:
+    """Run the probe with ``exe`` and return its JSON, found between this run's markers."""
+    nonce = secrets.token_hex(8)
+    begin, end = f"<envpack-probe {nonce}>", f"</envpack-probe {nonce}>"
+    # -I: ignore PYTHONPATH and the user site, as the shipped env will; -S would hide
+    # site-packages, which we need to see.
+    cmd = [exe, "-I", "-c", _PROBE, begin, end]
+    ran = f"{exe} -I -c <envpack probe>"
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=_TIMEOUT, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"{ran}: no answer within {_TIMEOUT} s") from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot run the target interpreter {exe}: {exc.strerror or exc}"
+        ) from None
+    stdout = proc.stdout.decode("utf-8", "replace")
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise UsageError(f"{ran} {_status(proc.returncode)}{_output(stderr=stderr)}")
+    found = re.search(re.escape(begin) + "(.*?)" + re.escape(end), stdout, re.DOTALL)
+    if found is None:
+        raise UsageError(
+            f"{ran} exited with status 0 but printed no probe result: is {exe} a Python "
+            f"interpreter?{_output(stdout=stdout, stderr=stderr)}"
+        )
+    try:
+        raw = json.loads(found.group(1))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{ran}: unreadable probe result ({exc})") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{ran}: the probe result is not a JSON object")
+    return raw
+
+
+def _status(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with status {returncode}"
+
+
+def _output(**streams: str) -> str:
+    """The tail of each non-empty stream, indented under a heading; or that there was none."""
+    parts = []
+    for label, text in streams.items():
+        text = text.strip()
+        if text:
+            cut = "…" if len(text) > _TAIL else ""
+            body = "\n".join("    " + line for line in (cut + text[-_TAIL:]).splitlines())
+            parts.append(f"\n  its {label} ends with:\n{body}")
+    return "".join(parts) or f" (nothing on {' or '.join(streams)})"
+
+
 def _resolve(python: str | os.PathLike[str] | None) -> str:
+    """The binary to run, as an absolute path (so subprocess never searches PATH for it)."""
     if python is None:
         return sys.executable
-    path = Path(python)
+    # absolute(), not resolve(): a venv's bin/python is a symlink whose own location is what
+    # makes it the venv's interpreter.
+    path = Path(python).absolute()
     if path.is_dir():
         for candidate in (path / "bin" / "python3", path / "bin" / "python"):
             if candidate.exists():
                 return str(candidate)
-        raise UsageError(f"{path} is a directory with no bin/python in it")
+        raise UsageError(f"{python} is a directory with no bin/python in it")
     if not path.exists():
-        raise UsageError(f"no such interpreter: {path}")
+        raise UsageError(f"no such interpreter: {python}")
     return str(path)

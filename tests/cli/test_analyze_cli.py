@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.conftest import FixtureVenv
+from tests.conftest import BareVenv, FixtureVenv
 
 
 def run(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -96,3 +96,53 @@ def test_help_teaches(tmp_path: Path) -> None:
     assert res.returncode == 0
     assert "--why" in res.stdout
     assert "Exit status" in res.stdout
+
+
+# --python: the target interpreter, named by a relative path, or not a Python at all
+
+
+def test_python_relative_path_is_taken_from_the_cwd(bare_venv: BareVenv, tmp_path: Path) -> None:
+    proc = tmp_path / "proc.py"
+    proc.write_text("import json\n")
+    # ./python in the venv's bin: never the `python` a PATH lookup finds
+    res = run(proc, "--json", "--python", "./python", cwd=bare_venv.python.parent)
+    assert res.returncode == 0, res.stderr
+    interp = json.loads(res.stdout)["interpreter"]
+    assert interp["prefix"] == str(bare_venv.root)
+    assert interp["executable"] == str(bare_venv.python)
+
+
+def test_python_sitecustomize_printing_to_stdout(bare_venv: BareVenv, tmp_path: Path) -> None:
+    # What the target prints at start-up, even JSON-looking text or a replaced sys.stdout,
+    # is not the probe's answer.
+    (bare_venv.site_packages / "sitecustomize.py").write_text(
+        "import io, sys\n"
+        "print('welcome to the analysis cluster')\n"
+        'print(\'{"prefix": "/nowhere"}\')\n'
+        "sys.stdout.flush()\n"
+        "sys.stdout = io.StringIO()\n"
+    )
+    proc = tmp_path / "proc.py"
+    proc.write_text("import json\n")
+    res = run(proc, "--json", "--python", bare_venv.python, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["interpreter"]["prefix"] == str(bare_venv.root)
+
+
+def test_python_not_a_python_is_a_usage_error(proc: Path) -> None:
+    res = run(proc, "--python", "/bin/true", cwd=proc.parent)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "/bin/true -I -c <envpack probe> exited with status 0" in res.stderr
+    assert "printed no probe result" in res.stderr
+
+
+def test_python_crashing_says_what_ran_its_status_and_stderr(proc: Path) -> None:
+    fake = proc.parent / "python"
+    fake.write_text("#!/bin/sh\necho 'python: cannot open shared object' >&2\nexit 127\n")
+    fake.chmod(0o755)
+    res = run(proc, "--python", "./python", cwd=proc.parent)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert f"{fake} -I -c <envpack probe> exited with status 127" in res.stderr
+    assert "cannot open shared object" in res.stderr
