@@ -28,6 +28,13 @@ import pytest
 
 from envpack.integrations.workqueue import binding_files, load_binding
 from tests.conftest import _locked, _shared_dir
+from tests.integrations.taskvine_support import (
+    NO_CCTOOLS,
+    Cctools,
+    TaskVine,
+    locate_cctools,
+    netns_problem,
+)
 
 APPS = Path(__file__).parent / "apps"
 SIX_VERSIONS = ("1.16.0", "1.17.0")
@@ -273,3 +280,32 @@ def six_envs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltEnv]:
 def unpack_count(text: str) -> int:
     """How many times the runner's -d log says it unpacked an environment."""
     return sum(1 for line in text.splitlines() if line.startswith("envpack-run: unpacked "))
+
+
+# --- TaskVine ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cctools(tmp_path_factory: pytest.TempPathFactory) -> Cctools:
+    """A real TaskVine install (taskvine_support); skips without one, fails on a broken one."""
+    # One xdist worker builds from ../shared (minutes, the first time); the others wait for it.
+    with _locked(_shared_dir(tmp_path_factory) / "cctools.lock"):
+        try:
+            found = locate_cctools()
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+    if found is None:
+        pytest.skip(NO_CCTOOLS)
+    problem = found.problem()
+    if problem:
+        pytest.fail(f"TaskVine at {found.prefix} is not usable: {problem}")
+    return found
+
+
+@pytest.fixture
+def taskvine(cctools: Cctools, tmp_path: Path) -> TaskVine:
+    """Runs of a real TaskVine manager and worker, each in a network namespace of its own."""
+    problem = netns_problem()
+    if problem:
+        pytest.skip(problem)
+    return TaskVine(cctools=cctools, root=tmp_path / "taskvine")

@@ -1,0 +1,126 @@
+"""envpack environments on a real TaskVine (vine_worker, ndcctools.taskvine), with the runner's
+default node cache: nothing here sets ENVPACK_CACHE.
+
+Each test runs one vine_worker that serves two managers in turn on one port (a manager run ends,
+the next begins on the same node), inside a network namespace of its own (a TaskVine manager
+listens on all interfaces) whose /var/tmp is a private, empty tmpfs: a node that has never run
+this environment, made without setting anything envpack reads. The worker's tasks cannot see
+the manager's Python (this venv, its base interpreter, the apps' venvs, Debian's Python
+libraries), hidden as in test_workqueue. See taskvine_support.py and apps/vine_driver.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integrations.conftest import BuiltEnv, unpack_count
+from tests.integrations.taskvine_support import TaskVine, VineRun, VineTask
+from tests.integrations.test_workqueue import _can_hide, _hide_list
+
+pytestmark = pytest.mark.taskvine
+
+N = 6  # tasks per manager: 2 cores, so three rounds of concurrent tasks per manager
+
+
+def _hidden(six_envs: dict[str, BuiltEnv], tmp_path: Path) -> list[Path]:
+    reason = _can_hide(tmp_path)
+    if reason:
+        pytest.skip(reason)
+    return _hide_list(six_envs)
+
+
+def _all_ok(run: VineRun, managers: int = 2) -> list[VineTask]:
+    """Every task of every manager ran and succeeded; returns them all."""
+    assert [len(m) for m in run.managers] == [N] * managers, run.worker_log[-2000:]
+    bad = [t for t in run.tasks if not t.ok]
+    assert not bad, [(t.id, t.result, t.exit_code, t.output[-1500:]) for t in bad[:2]]
+    assert run.worker_alive, run.worker_log[-2000:]
+    return run.tasks
+
+
+def _check_reports(tasks: list[VineTask]) -> None:
+    """Each task ran in its own sandbox (its cwd, TaskVine's task.<id>) with its own TMPDIR
+    inside it; the environment each one ran in lies outside every one of them."""
+    reports = [t.report for t in tasks]
+    sandboxes = {r["cwd"] for r in reports}
+    for r in reports:
+        # TaskVine sets TMPDIR per task, inside the sandbox (vine_process.c): why the runner's
+        # default cache never follows TMPDIR.
+        assert r["tmpdir"].startswith(r["cwd"] + os.sep), r
+        inside = [s for s in sandboxes if (r["prefix"] + os.sep).startswith(s + os.sep)]
+        assert not inside, f"environment {r['prefix']} lies inside the task sandbox {inside[0]}"
+        assert r["envpack_prefix"] == r["prefix"], r
+        assert r["executable"].startswith(r["prefix"] + os.sep), r
+        assert r["six"] == "1.16.0"
+        # the worker's tasks never saw the manager's interpreter
+        own = (sys.base_prefix, sys.prefix)
+        assert not [p for p in r["path"] if p.startswith(own)], r["path"]
+
+
+def test_plain_tasks_under_two_managers_unpack_once_into_the_default_cache(
+    taskvine: TaskVine, six_envs: dict[str, BuiltEnv], tmp_path: Path
+) -> None:
+    """Tarball and runner as worker-cached plain files, `sh envpack-run -d -e ENV -- CMD`: one
+    unpack for the node, in the default cache outside the worker's workspace, for both runs."""
+    env = six_envs["1.16.0"]
+    run = taskvine.run(
+        "file", env.tarball, cache="worker", tasks=N, managers=2, hide=_hidden(six_envs, tmp_path)
+    )
+    tasks = _all_ok(run)
+    prefixes = sorted({t.report["prefix"] for t in tasks})
+    unpacks = sum(unpack_count(t.output) for t in tasks)
+    assert unpacks == 1, f"{unpacks} unpacks for {len(tasks)} tasks, into {prefixes}"
+    _check_reports(tasks)
+    workspace = str(run.workspace) + os.sep
+    assert not [p for p in prefixes if (p + os.sep).startswith(workspace)], prefixes
+    # The runner's default, the first usable of /var/tmp/envpack-<uid> and /tmp/envpack-<uid>:
+    # this run's /var/tmp is an empty tmpfs of its own (taskvine_support), so the node is fresh
+    # and its one unpack above is this test's, without setting ENVPACK_CACHE.
+    assert prefixes == [f"/var/tmp/envpack-{os.getuid()}/{env.hash}"]
+
+
+# TaskVine unpacks a poncho package itself, once per worker and cache entry: a mini task runs
+# `mkdir output && tar xf package.tar.gz -C output && output/bin/run_in_env` (vine_file.c,
+# vine_file_poncho) in a sandbox of its own, and the worker moves `output` into its cache
+# (workspace/cache/task-md5-<digest>); each task gets a symlink __vine_env_<name> to it in its
+# sandbox and runs as `__vine_env_<name>/bin/run_in_env CMD` (vine_task_add_execution_context).
+# How long that unpacked tree lives is the cache level's business, not envpack's: when the
+# worker connects to a new manager it re-reads its cache and deletes every entry below
+# "forever" (vine_cache_load in vine_cache.c, f4e3b63), so a "worker"-level package is unpacked
+# again for each manager (same path, a new inode), and a "forever" one once per worker.
+@pytest.mark.parametrize(
+    ("cache", "unpacks"),
+    [
+        pytest.param("worker", 2, id="worker-once-per-manager"),
+        pytest.param("forever", 1, id="forever"),
+    ],
+)
+def test_poncho_package_runs_through_run_in_env_outside_every_sandbox(
+    taskvine: TaskVine,
+    six_envs: dict[str, BuiltEnv],
+    tmp_path: Path,
+    cache: str,
+    unpacks: int,
+) -> None:
+    """`declare_poncho` + `add_environment`: TaskVine calls the env's bin/run_in_env."""
+    env = six_envs["1.16.0"]
+    run = taskvine.run(
+        "poncho", env.tarball, cache=cache, tasks=N, managers=2, hide=_hidden(six_envs, tmp_path)
+    )
+    tasks = _all_ok(run)
+    assert all("/bin/run_in_env python -m sixapp" in t.command for t in tasks)
+    _check_reports(tasks)
+    per_manager = [
+        {(t.report["prefix"], t.report["prefix_inode"]) for t in m} for m in run.managers
+    ]
+    assert [len(dirs) for dirs in per_manager] == [1, 1], per_manager
+    distinct = set().union(*per_manager)
+    assert len(distinct) == unpacks, (distinct, run.cache_events)
+    # run_in_env activates the tree in place: nothing for envpack-run to unpack.
+    assert sum(unpack_count(t.output) for t in tasks) == 0
+    # the poncho name for the same prefix, which poncho-aware code reads
+    assert {t.report["poncho_prefix"] for t in tasks} == {t.report["prefix"] for t in tasks}
