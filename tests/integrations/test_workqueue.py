@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -15,7 +14,13 @@ import pytest
 
 from envpack.errors import UsageError
 from envpack.integrations.workqueue import RUNNER_NAME, runner_command, wrap
-from tests.integrations.conftest import BuiltEnv, Manager, Node, unpack_count
+from tests.integrations.conftest import (
+    BuiltEnv,
+    Manager,
+    Node,
+    can_hide,
+    unpack_count,
+)
 
 pytestmark = pytest.mark.workqueue
 
@@ -47,23 +52,10 @@ def _hide_list(envs: dict[str, BuiltEnv]) -> list[Path]:
     return sorted(p for p in hide if not any(q != p and q in p.parents for q in hide))
 
 
-def _can_hide(tmp_path: Path) -> str | None:
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    res = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", f"mount -t tmpfs x {probe} && true"],
-        capture_output=True,
-        text=True,
-    )
-    if shutil.which("unshare") is None or res.returncode != 0:
-        return f"unshare --mount with a tmpfs is not allowed here: {res.stderr.strip()}"
-    return None
-
-
 def test_task_runs_inside_its_env_with_the_workers_python_hidden(
     manager: Manager, node: Node, six_envs: dict[str, BuiltEnv], tmp_path: Path
 ) -> None:
-    reason = _can_hide(tmp_path)
+    reason = can_hide(tmp_path)
     if reason:
         pytest.skip(reason)
     hidden = _hide_list(six_envs)
