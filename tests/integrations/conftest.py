@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -331,3 +332,51 @@ def six_envs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltEnv]:
 def unpack_count(text: str) -> int:
     """How many times the runner's -d log says it unpacked an environment."""
     return sum(1 for line in text.splitlines() if line.startswith("envpack-run: unpacked "))
+
+
+_CACHE_LINE = re.compile(r"^envpack-run: environment \S+ from .*, cache (\S+)$", re.MULTILINE)
+
+
+def logged_caches(text: str) -> set[str]:
+    """The cache directories the runner's -d log says it used."""
+    return set(_CACHE_LINE.findall(text))
+
+
+def default_cache_problems(
+    reports: Sequence[Mapping[str, Any]], logs: Sequence[str], *, workdir: Path, env_hash: str
+) -> list[str]:
+    """What is wrong with tasks that ran one environment with the runner's default cache on one
+    fresh node: ``reports`` say where each task's Python was (``executable``, ``prefix``) and
+    ran (``sandbox``), ``logs`` are the runner's -d output of each task.
+
+    Right is: one cache directory, DEFAULT_CACHE, for every task; every task's prefix the one
+    entry DEFAULT_CACHE/<hash> and its executable inside it, outside the worker's workdir and
+    every task sandbox; exactly one unpack for all the tasks.
+    """
+    problems = []
+    expected = DEFAULT_CACHE / env_hash
+    caches = sorted(set().union(*map(logged_caches, logs)))
+    if caches != [str(DEFAULT_CACHE)]:
+        problems.append(
+            f"the runner logged {len(caches)} cache dir(s), not just {DEFAULT_CACHE}, "
+            f"e.g. {caches[0] if caches else 'none'}"
+        )
+    sandboxes = {Path(str(r["sandbox"])) for r in reports if r.get("sandbox")}
+    for key in ("prefix", "executable"):
+        where = [Path(str(r[key])) for r in reports]
+        inside = [p for p in where if p.is_relative_to(workdir)]
+        in_sandbox = [p for p in where if any(p.is_relative_to(s) for s in sandboxes)]
+        if key == "prefix":
+            wrong = [p for p in where if p != expected]
+        else:
+            wrong = [p for p in where if expected not in p.parents]
+        if inside or in_sandbox or wrong:
+            problems.append(
+                f"{key} not in {expected} in {len(wrong)} of {len(where)} tasks ({len(inside)} "
+                f"inside the worker's workdir, {len(in_sandbox)} inside a task sandbox), "
+                f"e.g. {(inside or wrong)[0]}"
+            )
+    unpacks = sum(map(unpack_count, logs))
+    if unpacks != 1:
+        problems.append(f"{unpacks} unpacks for {len(reports)} tasks, not exactly one")
+    return problems
