@@ -7,7 +7,12 @@
 3. analyzes each processor against its venv and builds its envpack tarball;
 4. starts a Work Queue manager and one local `work_queue_worker` (no cluster needed), and runs
    one task per chunk and processor, both processors' tasks side by side on that worker;
-5. prints the result, where each task ran, and how often each environment was unpacked.
+5. prints the result, where each task ran, where the node cache is and how often each
+   environment was unpacked there.
+
+Nothing tells the runner where to cache: the worker gets your environment as it is, as a worker
+you start by hand would, so the runner uses its default node cache (or $ENVPACK_CACHE if you
+set one). That cache outlives the example: a second run finds both environments already in it.
 
 Run it with `./scripts/example.sh` (which sets up .venv first) or `.venv/bin/python
 examples/run_example.py [--cache DIR]`.
@@ -20,6 +25,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +35,7 @@ from typing import Any
 
 from envpack.analyzer.api import analyze
 from envpack.build import build
-from envpack.integrations.workqueue import add_input_file, load_binding, wrap
+from envpack.integrations.workqueue import add_input_file, load_binding, runner_for, wrap
 
 HERE = Path(__file__).resolve().parent
 PROCESSORS = {  # processor module -> the one requirement its venv differs by
@@ -37,6 +43,7 @@ PROCESSORS = {  # processor module -> the one requirement its venv differs by
     "leadpt": "PyYAML==6.0.2",
 }
 UNPACKED = "envpack-run: unpacked "
+CACHE_LINE = re.compile(r"^envpack-run: environment \S+ from .*, cache (\S+)$", re.MULTILINE)
 
 
 def say(msg: str) -> None:
@@ -111,11 +118,27 @@ def build_envs(cache: Path) -> dict[str, Any]:
     return envs
 
 
-def start_worker(port: int, workdir: Path, node_cache: Path) -> subprocess.Popen[bytes]:
+def worker_environment() -> dict[str, str]:
+    """The local worker's environment: yours, minus the Python paths of this process."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
+def node_cache_dir(runner: Path, env: dict[str, str]) -> str | None:
+    """Where ``runner`` unpacks on this node with ``env`` (`envpack-run --cache-dir`); None when
+    this runner cannot say (older runners have no --cache-dir)."""
+    try:
+        res = subprocess.run(
+            ["sh", str(runner), "--cache-dir"], env=env, capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = res.stdout.strip()
+    return out if res.returncode == 0 and out and "\n" not in out else None
+
+
+def start_worker(port: int, workdir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """One local worker with 2 cores, so a task of each processor can run at once."""
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env["ENVPACK_CACHE"] = str(node_cache)
     cmd = ["work_queue_worker", "--workdir", str(workdir), "--cores", "2", "--memory", "2000"]
     cmd += ["--disk", "8000", "--timeout", "300", "--parent-death", "localhost", str(port)]
     log = open(workdir.parent / "worker.log", "wb")  # noqa: SIM115  # lives as long as the worker
@@ -123,10 +146,10 @@ def start_worker(port: int, workdir: Path, node_cache: Path) -> subprocess.Popen
 
 
 def run_tasks(
-    wq: Any, envs: dict[str, Any], chunks: list[Path], cache: Path
+    wq: Any, envs: dict[str, Any], chunks: list[Path], cache: Path, worker_env: dict[str, str]
 ) -> list[dict[str, Any]]:
     queue = wq.WorkQueue(port=0)
-    worker = start_worker(queue.port, cache / "node" / "worker", cache / "node" / "envpack-cache")
+    worker = start_worker(queue.port, cache / "node" / "worker", worker_env)
     say(f"  manager on port {queue.port}; a local worker started (pid {worker.pid})")
     submitted: dict[int, tuple[str, str]] = {}
     try:
@@ -158,6 +181,7 @@ def run_tasks(
                 chunk=chunk_name,
                 worker=task.hostname,
                 unpacked=sum(ln.startswith(UNPACKED) for ln in output.splitlines()),
+                cache=next(iter(CACHE_LINE.findall(output)), None),
             )
             results.append(report)
         return results
@@ -171,7 +195,7 @@ def _bar(count: int, top: int, width: int = 40) -> str:
     return "#" * round(width * count / top) if top else ""
 
 
-def summarize(results: list[dict[str, Any]], envs: dict[str, Any]) -> None:
+def summarize(results: list[dict[str, Any]], envs: dict[str, Any], node_cache: str | None) -> None:
     say("\nWhere each task ran:")
     head = f"  {'task':>4}  {'processor':9s} {'chunk':15s} {'worker':10s} {'PyYAML':7s}"
     say(head + " env (on the node)")
@@ -200,14 +224,26 @@ def summarize(results: list[dict[str, Any]], envs: dict[str, Any]) -> None:
         total = sum(sum(r["result"]["pt"][charge]["counts"]) for r in lead)
         say(f"leadpt: {total} events with a leading mu{charge}")
 
-    say("\nUnpacks per environment on this node (one each, however many tasks):")
+    say("\nThe node cache (the example sets nothing; the runner chooses):")
+    override = os.environ.get("ENVPACK_CACHE")
+    how = f"ENVPACK_CACHE={override} in your environment" if override else "envpack-run --cache-dir"
+    if node_cache:
+        say(f"  {node_cache}  ({how})")
+    else:
+        say("  this envpack-run cannot say where (no --cache-dir); the tasks' logs do:")
+    used = sorted({r["cache"] for r in results if r["cache"]})
+    if len(used) == 1 and used[0] != node_cache:
+        say(f"  the tasks used {used[0]}")
+    elif len(used) > 1:
+        say(f"  warning: the tasks used {len(used)} cache dirs, one per task, e.g. {used[0]}")
+
+    say("\nUnpacks per environment on this node (once each, however many tasks; none on a rerun):")
     for name, env in envs.items():
         mine = [r for r in results if r["processor"] == name]
         versions = sorted({r["yaml"] for r in mine})
-        say(
-            f"  {name:7s} {env.path.name}: {len(mine)} tasks, PyYAML {', '.join(versions)}, "
-            f"unpacked {sum(r['unpacked'] for r in mine)} time(s)"
-        )
+        unpacks = sum(r["unpacked"] for r in mine)
+        how = f"unpacked {unpacks} time(s)" if unpacks else "already in the node cache"
+        say(f"  {name:7s} {env.path.name}: {len(mine)} tasks, PyYAML {', '.join(versions)}, {how}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,10 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     say("2. analyzing and building one environment per processor")
     envs = build_envs(cache)
     say("3. running on a local Work Queue worker")
-    # A fresh node cache, so this run shows the unpack-once behaviour from the start.
+    # The worker's workdir and log of an earlier run; the node cache is the runner's, and stays.
     shutil.rmtree(cache / "node", ignore_errors=True)
-    results = run_tasks(load_binding(), envs, chunks, cache)
-    summarize(results, envs)
+    worker_env = worker_environment()
+    runner = runner_for(next(iter(envs.values())).path)  # what wrap() ships with the tasks
+    node_cache = node_cache_dir(runner, worker_env)
+    results = run_tasks(load_binding(), envs, chunks, cache, worker_env)
+    summarize(results, envs, node_cache)
     say(f"\ndone in {time.monotonic() - t0:.1f} s")
     return 0
 

@@ -3,8 +3,10 @@
 coffea 0.7's WorkQueueExecutor ships ``environment_file`` as ``env_file`` and ``wrapper`` as
 ``py_wrapper`` to each task and runs
 ``./py_wrapper -d -e env_file -u "$WORK_QUEUE_SANDBOX"/<env>-env-<pid> -- python fn_wrapper …``;
-envpack-run takes that command line as is. TaskVineExecutor takes ``environment_file`` alone as
-a poncho package, which an envpack tarball also is (``bin/run_in_env``).
+envpack-run takes that command line as is, with no setting on either side: it unpacks into its
+node cache, once per node, and ``-u`` only becomes a link to that entry in the task's sandbox.
+TaskVineExecutor takes ``environment_file`` alone as a poncho package, which an envpack tarball
+also is (``bin/run_in_env``).
 
 On the worker, coffea's own code runs besides the processor: ``fn_wrapper`` imports cloudpickle
 and coffea, and the function it unpickles compresses its result with lz4. None of that is

@@ -3,6 +3,8 @@
 `wrap` declares the tarball and the runner as *cached* inputs, so a worker receives them once
 and keeps them across tasks, and prefixes the task's command with the runner, which unpacks the
 tarball once per node (outside the worker's workspace, which Work Queue wipes between managers).
+Nothing needs setting for that, on the manager or the workers: the runner's default node cache
+is never a task's own TMPDIR. ``ENVPACK_CACHE`` in a worker's environment only moves it.
 
 Both Python bindings are supported without importing either: Debian's ``work_queue``
 (coop-computing-tools, ``specify_input_file`` / ``specify_command``) and conda-forge's
@@ -26,9 +28,9 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from envpack.errors import UsageError
 
 RUNNER_NAME = "envpack-run"
+"""Remote name of the runner in every task's sandbox."""
 
 DEBIAN_DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
-"""Remote name of the runner in every task's sandbox."""
 
 # Shell control operators (; | & && || newline, command substitution): with one of these in
 # the command, a bare prefix would run only its first part inside the environment, so the whole

@@ -6,19 +6,22 @@ dir holding symlinks to the binding's two files only is prepended instead.
 
 Each test gets its own worker workdir and its own node cache (`ENVPACK_CACHE` in tmp_path), so
 parallel tests never share unpacked environments; the built tarballs are shared by every xdist
-worker of a session (built once, under a lock).
+worker of a session (built once, under a lock). The `fresh_node` fixture is the exception: its
+workers set nothing envpack reads, so the runner picks its default cache, on a node made fresh
+by an empty /var/tmp in the workers' private mount namespace.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -88,11 +91,19 @@ class Worker:
 
 @dataclass
 class Node:
-    """One machine's worth of workers sharing a node cache (ENVPACK_CACHE) under tmp_path."""
+    """One machine's worth of workers sharing a node cache (ENVPACK_CACHE) under tmp_path.
+
+    With ``default_cache`` the workers get no ENVPACK_* variable at all (not even one inherited
+    from the test's own environment), so every task runs the runner with its defaults, and
+    ``cache`` only says where the test expects the runner's default to be, as the workers see
+    it. ``hide`` paths are hidden from every worker of the node (see `start_worker`).
+    """
 
     root: Path
     cache: Path
     workers: list[Worker] = field(default_factory=list)
+    default_cache: bool = False
+    hide: tuple[Path, ...] = ()
 
     def start_worker(
         self,
@@ -104,9 +115,12 @@ class Node:
     ) -> Worker:
         """Start a worker for the manager at localhost:port.
 
-        ``hide`` paths are covered by empty tmpfs mounts in a private mount namespace
-        (`unshare --mount`) that the worker and its tasks live in.
+        ``hide`` paths (and the node's) are covered by empty tmpfs mounts in a private mount
+        namespace (`unshare --mount`) that the worker and its tasks live in. Each worker gets a
+        namespace of its own: two workers of a node that hides a path do not share what they
+        write there.
         """
+        hide = [*self.hide, *hide]
         n = len(self.workers)
         workdir = self.root / f"worker{n}"
         workdir.mkdir(parents=True)
@@ -133,7 +147,11 @@ class Node:
         wenv = dict(os.environ)
         for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
             wenv.pop(var, None)
-        wenv["ENVPACK_CACHE"] = str(self.cache)
+        if self.default_cache:
+            for var in [v for v in wenv if v.startswith("ENVPACK_")]:
+                del wenv[var]
+        else:
+            wenv["ENVPACK_CACHE"] = str(self.cache)
         wenv.update(env or {})
         with open(log, "wb") as fh:
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=wenv)
@@ -146,6 +164,22 @@ def _q(path: Path) -> str:
     import shlex
 
     return shlex.quote(str(path))
+
+
+def can_hide(tmp_path: Path) -> str | None:
+    """None if `Node.start_worker` can hide paths here, else why not (a skip reason)."""
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) is not on PATH"
+    probe = tmp_path / "hide-probe"
+    probe.mkdir(exist_ok=True)
+    res = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", f"mount -t tmpfs x {_q(probe)} && true"],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        return f"unshare --mount with a tmpfs is not allowed here: {res.stderr.strip()}"
+    return None
 
 
 @pytest.fixture
@@ -195,6 +229,31 @@ class Manager:
             if free is not None:
                 free()
             self.queue = None
+
+
+VAR_TMP = Path("/var/tmp")
+DEFAULT_CACHE = VAR_TMP / f"envpack-{os.getuid()}"
+"""Where the runner keeps its node cache when nothing says otherwise (/var/tmp is usable)."""
+
+
+@pytest.fixture
+def fresh_node(tmp_path: Path) -> Iterator[Node]:
+    """A node that has never run an envpack environment, whose workers use the runner's
+    defaults: no ENVPACK_CACHE (nor any other ENVPACK_* variable) in their environment.
+
+    Fresh by construction, not by a setting: every worker lives in a private mount namespace
+    with an empty tmpfs over /var/tmp, where the runner's default cache is, so no earlier run on
+    this machine (a test, the example, a user) is visible and nothing written there outlives the
+    worker. /tmp stays visible (the worker's workdir is under tmp_path). A second worker on this
+    node would get its own empty /var/tmp: reconnect the same worker to a new manager instead.
+    """
+    reason = can_hide(tmp_path)
+    if reason:
+        pytest.skip(reason)
+    n = Node(root=tmp_path / "node", cache=DEFAULT_CACHE, default_cache=True, hide=(VAR_TMP,))
+    yield n
+    for w in n.workers:
+        w.stop()
 
 
 @pytest.fixture
@@ -280,6 +339,57 @@ def six_envs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltEnv]:
 def unpack_count(text: str) -> int:
     """How many times the runner's -d log says it unpacked an environment."""
     return sum(1 for line in text.splitlines() if line.startswith("envpack-run: unpacked "))
+
+
+# "envpack-run: environment <hash> from <tarball>, cache <dir> (<why>)"
+_CACHE_LINE = re.compile(
+    r"^envpack-run: environment \S+ from .*, cache (\S+)(?: \(.*\))?$", re.MULTILINE
+)
+
+
+def logged_caches(text: str) -> set[str]:
+    """The cache directories the runner's -d log says it used."""
+    return set(_CACHE_LINE.findall(text))
+
+
+def default_cache_problems(
+    reports: Sequence[Mapping[str, Any]], logs: Sequence[str], *, workdir: Path, env_hash: str
+) -> list[str]:
+    """What is wrong with tasks that ran one environment with the runner's default cache on one
+    fresh node: ``reports`` say where each task's Python was (``executable``, ``prefix``) and
+    ran (``sandbox``), ``logs`` are the runner's -d output of each task.
+
+    Right is: one cache directory, DEFAULT_CACHE, for every task; every task's prefix the one
+    entry DEFAULT_CACHE/<hash> and its executable inside it, outside the worker's workdir and
+    every task sandbox; exactly one unpack for all the tasks.
+    """
+    problems = []
+    expected = DEFAULT_CACHE / env_hash
+    caches = sorted(set().union(*map(logged_caches, logs)))
+    if caches != [str(DEFAULT_CACHE)]:
+        problems.append(
+            f"the runner logged {len(caches)} cache dir(s), not just {DEFAULT_CACHE}, "
+            f"e.g. {caches[0] if caches else 'none'}"
+        )
+    sandboxes = {Path(str(r["sandbox"])) for r in reports if r.get("sandbox")}
+    for key in ("prefix", "executable"):
+        where = [Path(str(r[key])) for r in reports]
+        inside = [p for p in where if p.is_relative_to(workdir)]
+        in_sandbox = [p for p in where if any(p.is_relative_to(s) for s in sandboxes)]
+        if key == "prefix":
+            wrong = [p for p in where if p != expected]
+        else:
+            wrong = [p for p in where if expected not in p.parents]
+        if inside or in_sandbox or wrong:
+            problems.append(
+                f"{key} not in {expected} in {len(wrong)} of {len(where)} tasks ({len(inside)} "
+                f"inside the worker's workdir, {len(in_sandbox)} inside a task sandbox), "
+                f"e.g. {(inside or wrong)[0]}"
+            )
+    unpacks = sum(map(unpack_count, logs))
+    if unpacks != 1:
+        problems.append(f"{unpacks} unpacks for {len(reports)} tasks, not exactly one")
+    return problems
 
 
 # --- TaskVine ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from envpack.integrations.coffea import (
     processor_file,
 )
 from tests.conftest import _locked, _shared_dir
-from tests.integrations.conftest import APPS, Manager, Node
+from tests.integrations.conftest import APPS, Manager, Node, default_cache_problems
 
 pytestmark = pytest.mark.workqueue
 
@@ -174,6 +174,69 @@ def test_the_runner_takes_coffeas_exact_task_command(
     # fetches back: one unpack for all the tasks
     logs = "".join((staging / f"stdout_{i}.log").read_text() for i in range(len(tasks)))
     assert logs.count("envpack-run: unpacked ") == 1, logs
+
+
+def test_coffeas_command_with_the_runners_defaults_two_managers_on_a_fresh_node_unpack_once(
+    wq: ModuleType,
+    fresh_node: Node,
+    coffea_env: CoffeaEnvironment,
+    cloudpickle_venv: Path,
+    tmp_path: Path,
+) -> None:
+    """Issue 7 under coffea's own task command: WorkQueueExecutor(environment_file=the tarball,
+    wrapper=envpack-run) and nothing else, 8 tasks under one manager and 8 under a second one,
+    unpack once for the node into the runner's default cache, outside every task sandbox
+    (coffea's -u "$WORK_QUEUE_SANDBOX"/...-env-<pid> is only a link to it).
+
+    No ENVPACK_CACHE anywhere: the default is under test. The node is made fresh by an empty
+    tmpfs over /var/tmp in the worker's private mount namespace (`fresh_node`): that is the
+    node, not a setting envpack reads. One worker serves both managers (it reconnects to the
+    same port), so both runs see the same /var/tmp.
+    """
+    per_manager = 8
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "fn_wrapper").write_text(FN_WRAPPER)
+    chunks = [list(range(i, 3 * i + 5)) for i in range(2 * per_manager)]
+    _pickle_call(cloudpickle_venv, staging, 10, chunks)
+    first = Manager(wq)
+    port = first.port
+    try:
+        worker = fresh_node.start_worker(port, cores=2)
+        run1 = [_coffea_task(first, coffea_env, staging, i) for i in range(per_manager)]
+        done = {t.id: t for t in first.run(run1)}
+        run1 = [done[t.id] for t in run1]
+    finally:
+        first.close()  # the worker wipes its workspace and reconnects to the port
+    second = Manager(wq, port=port)
+    try:
+        run2 = [
+            _coffea_task(second, coffea_env, staging, i)
+            for i in range(per_manager, 2 * per_manager)
+        ]
+        done = {t.id: t for t in second.run(run2)}
+        run2 = [done[t.id] for t in run2]
+    finally:
+        second.close()
+    assert len(fresh_node.workers) == 1  # both managers' tasks ran on that one worker
+    results, logs = [], []
+    for i, t in enumerate([*run1, *run2]):
+        log_file = staging / f"stdout_{i}.log"
+        logs.append(log_file.read_text() if log_file.exists() else "")
+        assert t.result == 0 and t.return_status == 0, (t.output, logs[-1])
+        results.append(json.loads((staging / f"out_{i}.p").read_bytes()))
+    assert [(r["n"], r["above"]) for r in results] == [
+        (len(c), sum(1 for x in c if x > 10)) for c in chunks
+    ]
+    # coffea passes -d and redirects the whole line, runner included, to stdout.log
+    problems = default_cache_problems(
+        [{**r, "executable": r["python"]} for r in results],
+        logs,
+        workdir=worker.workdir,
+        env_hash=coffea_env.hash,
+    )
+    assert not problems, "\n".join(problems)
+    assert worker.alive()
 
 
 def test_processor_file_is_where_the_class_is_defined(countproc: ModuleType) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integrations.conftest import BuiltEnv, unpack_count
+from tests.integrations.conftest import BuiltEnv, can_hide, unpack_count
 from tests.integrations.taskvine_support import TaskVine, VineRun, VineTask
-from tests.integrations.test_workqueue import _can_hide, _hide_list
+from tests.integrations.test_workqueue import _hide_list
 
 pytestmark = pytest.mark.taskvine
 
@@ -27,7 +27,7 @@ N = 6  # tasks per manager: 2 cores, so three rounds of concurrent tasks per man
 
 
 def _hidden(six_envs: dict[str, BuiltEnv], tmp_path: Path) -> list[Path]:
-    reason = _can_hide(tmp_path)
+    reason = can_hide(tmp_path)
     if reason:
         pytest.skip(reason)
     return _hide_list(six_envs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -15,7 +14,14 @@ import pytest
 
 from envpack.errors import UsageError
 from envpack.integrations.workqueue import RUNNER_NAME, runner_command, wrap
-from tests.integrations.conftest import BuiltEnv, Manager, Node, unpack_count
+from tests.integrations.conftest import (
+    BuiltEnv,
+    Manager,
+    Node,
+    can_hide,
+    default_cache_problems,
+    unpack_count,
+)
 
 pytestmark = pytest.mark.workqueue
 
@@ -47,23 +53,10 @@ def _hide_list(envs: dict[str, BuiltEnv]) -> list[Path]:
     return sorted(p for p in hide if not any(q != p and q in p.parents for q in hide))
 
 
-def _can_hide(tmp_path: Path) -> str | None:
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    res = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", f"mount -t tmpfs x {probe} && true"],
-        capture_output=True,
-        text=True,
-    )
-    if shutil.which("unshare") is None or res.returncode != 0:
-        return f"unshare --mount with a tmpfs is not allowed here: {res.stderr.strip()}"
-    return None
-
-
 def test_task_runs_inside_its_env_with_the_workers_python_hidden(
     manager: Manager, node: Node, six_envs: dict[str, BuiltEnv], tmp_path: Path
 ) -> None:
-    reason = _can_hide(tmp_path)
+    reason = can_hide(tmp_path)
     if reason:
         pytest.skip(reason)
     hidden = _hide_list(six_envs)
@@ -143,6 +136,50 @@ def test_a_second_manager_run_reuses_the_node_cache(
     assert all(_ok(t) for t in run2), [t.output for t in run2]
     assert sum(unpack_count(t.output) for t in run2) == 0
     assert {_report(t)["six"] for t in run2} == {"1.16.0"}
+
+
+PER_MANAGER = 8
+
+
+def test_with_the_runners_defaults_two_managers_on_a_fresh_node_unpack_once(
+    wq: ModuleType, fresh_node: Node, six_envs: dict[str, BuiltEnv]
+) -> None:
+    """Issue 7: nothing set but what a user sets (wrap() and a worker), N tasks under one
+    manager, then N more under a second one, unpack the environment once for the node, into
+    the runner's default cache outside every task sandbox.
+
+    No ENVPACK_CACHE anywhere: the default is under test. The node is made fresh by an empty
+    tmpfs over /var/tmp in the worker's private mount namespace (`fresh_node`): that is the
+    node, not a setting envpack reads. One worker serves both managers (it reconnects to the
+    same port), so both runs see the same /var/tmp.
+    """
+    env = six_envs["1.16.0"]
+    first = Manager(wq)
+    port = first.port
+    try:
+        worker = fresh_node.start_worker(port, cores=2)
+        (probe,) = first.run([first.task("ls -A /var/tmp; echo probed")])
+        assert probe.output.splitlines() == ["probed"], probe.output  # the node is fresh
+        tasks = [wrap(first.task(APP), env.tarball, debug=True) for _ in range(PER_MANAGER)]
+        run1 = first.run(tasks)
+    finally:
+        first.close()  # the worker wipes its workspace and reconnects to the port
+    second = Manager(wq, port=port)
+    try:
+        tasks = [wrap(second.task(APP), env.tarball, debug=True) for _ in range(PER_MANAGER)]
+        run2 = second.run(tasks)
+    finally:
+        second.close()
+    done = [*run1, *run2]
+    assert all(_ok(t) for t in done), [t.output for t in done if not _ok(t)][:2]
+    assert len(fresh_node.workers) == 1  # both managers' tasks ran on that one worker
+    reports = [_report(t) for t in done]
+    assert {r["six"] for r in reports} == {"1.16.0"}
+    problems = default_cache_problems(
+        reports, [t.output for t in done], workdir=worker.workdir, env_hash=env.hash
+    )
+    assert not problems, "\n".join(problems)
+    assert worker.alive()
 
 
 def test_a_corrupt_tarball_fails_its_tasks_and_the_worker_serves_on(

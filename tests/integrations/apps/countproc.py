@@ -8,6 +8,7 @@ processor, so the environment must make `countproc` importable by that name.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 
@@ -25,4 +26,7 @@ def work(processor: CountProcessor, chunk: list[int]) -> bytes:
     """What coffea's fn_wrapper calls: the result as bytes, plus where it ran."""
     out = processor.process(chunk)
     out["python"] = sys.executable
+    out["prefix"] = sys.prefix
+    out["cwd"] = os.getcwd()
+    out["sandbox"] = os.environ.get("WORK_QUEUE_SANDBOX")
     return json.dumps(out).encode()

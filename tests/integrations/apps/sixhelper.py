@@ -10,7 +10,7 @@ def where() -> dict[str, object]:
     """Where this process's Python and its modules come from, and where the task itself runs.
 
     The prefix's inode tells two unpacks of one environment apart even at the same path (an
-    engine that re-creates its cache entry); cwd and TMPDIR show the task's own sandbox.
+    engine that re-creates its cache entry); cwd, TMPDIR and the sandbox show the task's own.
     """
     return {
         "executable": sys.executable,
@@ -23,4 +23,5 @@ def where() -> dict[str, object]:
         "poncho_prefix": os.environ.get("PONCHO_PREFIX"),
         "cwd": os.getcwd(),
         "tmpdir": os.environ.get("TMPDIR"),
+        "sandbox": os.environ.get("WORK_QUEUE_SANDBOX"),
     }
