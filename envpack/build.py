@@ -140,7 +140,7 @@ def assemble(
     runner = _copy_runner(out)
     if final.is_file():
         return _environment(spec, final, env_hash, records, True, collection, runner)
-    summary = layout.summary_bytes(env_hash, records, {MANIFEST: manifest})
+    summary = layout.summary_bytes(env_hash, records, {MANIFEST: manifest}, spec.glibc)
     meta = [(SUMMARY, summary), (MANIFEST, manifest)]
     write_atomic(
         final,

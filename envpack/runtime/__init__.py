@@ -24,6 +24,7 @@ EXIT_CORRUPT = 65  # archive corrupt, truncated, or not matching its .envpack/su
 EXIT_NO_ENV = 66  # ENV missing, unreadable, or not an environment
 EXIT_UNSAFE = 67  # archive refused: '..', absolute, or escaping link members
 EXIT_NO_TOOL = 69  # flock or zstd missing on the worker
+EXIT_GLIBC = 70  # the worker's glibc is older than the environment's ELF files need
 EXIT_CANT_WRITE = 73  # cache not writable, disk full during unpack
 EXIT_LOCK_TIMEOUT = 75  # -w expired waiting for a lock
 
@@ -41,6 +42,7 @@ def run_in_env_path() -> Path:
 __all__ = [
     "EXIT_CANT_WRITE",
     "EXIT_CORRUPT",
+    "EXIT_GLIBC",
     "EXIT_LOCK_TIMEOUT",
     "EXIT_NO_ENV",
     "EXIT_NO_TOOL",

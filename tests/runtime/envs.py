@@ -38,6 +38,7 @@ def write_tree(
     symlinks: dict[str, str] | None = None,
     links: list[str] | None = None,
     salt: str = "",
+    glibc: str | None = None,
 ) -> str:
     """Lay out an environment under ``root`` as the builder does; returns its 16-hex hash."""
     payload: dict[str, str | bytes] = {
@@ -59,7 +60,7 @@ def write_tree(
     for rel, target in (symlinks or {}).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, root / rel)
-    return rewrite_meta(root)
+    return rewrite_meta(root, glibc=glibc)
 
 
 def records_of(root: Path) -> list[layout.Record]:
@@ -78,22 +79,24 @@ def records_of(root: Path) -> list[layout.Record]:
     return out
 
 
-def rewrite_meta(root: Path) -> str:
+def rewrite_meta(root: Path, *, glibc: str | None = None) -> str:
     """Write the manifest and summary of the tree as it is now (after a test changed it)."""
     manifest = layout.manifest_bytes(records_of(root))
     (root / layout.MANIFEST).write_bytes(manifest)
     env_hash = layout.manifest_hash(manifest)
-    rewrite_summary(root, env_hash)
+    rewrite_summary(root, env_hash, glibc=glibc)
     return env_hash
 
 
-def rewrite_summary(root: Path, env_hash: str, *, files: int | None = None) -> None:
+def rewrite_summary(
+    root: Path, env_hash: str, *, files: int | None = None, glibc: str | None = None
+) -> None:
     """The builder's count: regular files + symlinks, bytes of regular files, itself included."""
     summary = root / layout.SUMMARY
     summary.unlink(missing_ok=True)
     records = records_of(root)
     manifest = (root / layout.MANIFEST).read_bytes()
-    text = layout.summary_bytes(env_hash, records, {layout.MANIFEST: manifest})
+    text = layout.summary_bytes(env_hash, records, {layout.MANIFEST: manifest}, glibc)
     if files is not None:
         text = b"".join(
             f"files={files}\n".encode() if line.startswith(b"files=") else line + b"\n"
