@@ -45,15 +45,32 @@ def _marker_script(marker: Path) -> str:
     return f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
 
 
-def test_same_size_change_is_refused(tmp_path: Path) -> None:
-    """Count and bytes match; only the sha256 can tell."""
+def _path_without_openssl(tmp_path: Path) -> str:
+    """A PATH with every tool of /usr/bin but openssl: a worker where only coreutils hash."""
+    bindir = tmp_path / "no-openssl-bin"
+    bindir.mkdir()
+    for tool in Path("/usr/bin").iterdir():
+        if tool.name != "openssl":
+            (bindir / tool.name).symlink_to(tool)
+    return str(bindir)
+
+
+@pytest.mark.parametrize("hasher", ["openssl", "sha256sum"])
+def test_same_size_change_is_refused(tmp_path: Path, hasher: str) -> None:
+    """Count and bytes match; only the sha256 can tell (with either hasher the runner uses)."""
+    extra = {} if hasher == "openssl" else {"PATH": _path_without_openssl(tmp_path)}
     root = tmp_path / "env"
-    env_hash = write_tree(root, files={"lib/a.py": "a = 1\n"})
+    env_hash = write_tree(root, files={"lib/a.py": "a = 1\n", "lib/b c.py": "b = 1\n"})
+    (tmp_path / "good").mkdir()
+    good = pack(root, tmp_path / "good" / f"envpack-{env_hash}.tar.gz")
     (root / "lib" / "a.py").write_text("a = 2\n")
     tarball = pack(root, tmp_path / f"envpack-{env_hash}.tar.gz")
     cache = tmp_path / "c"
-    res = run(["-e", str(tarball), "true"], cache=cache, cwd=tmp_path)
+    res = run(["-d", "-e", str(tarball), "true"], cache=cache, cwd=tmp_path, extra_env=extra)
     _refused(res, cache, EXIT_CORRUPT, "'lib/a.py' differs from its manifest (sha256)")
+    res = run(["-d", "-e", str(good), "true"], cache=cache, cwd=tmp_path, extra_env=extra)
+    assert res.returncode == 0, res.stderr
+    assert "verified" in res.stderr
 
 
 def test_a_file_swapped_for_a_same_size_sitecustomize_is_refused(tmp_path: Path) -> None:
