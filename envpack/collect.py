@@ -293,6 +293,11 @@ class Collector:
         if self.runner_script is not None and self.runner_script.is_file():
             self._add(RUN_IN_ENV, 0o755, self.runner_script, "envpack")
             self._add(RUNNER, 0o755, runtime.runner_path(), "envpack")
+            # poncho's faces; a conda env's own bin/activate (from its conda package) wins
+            for arcname, script in runtime.poncho_scripts().items():
+                mode = 0o644 if arcname == "bin/activate" else 0o755
+                if arcname not in self._seen:
+                    self._add(arcname, mode, script, "envpack")
 
     # -- helpers -----------------------------------------------------------------------------
 

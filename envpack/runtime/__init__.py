@@ -39,6 +39,12 @@ def run_in_env_path() -> Path:
     return _HERE / "run_in_env.sh"
 
 
+def poncho_scripts() -> dict[str, Path]:
+    """``bin/activate`` and ``bin/conda-unpack``, which poncho_package_run and
+    python_package_run call on every package: both delegate to the runner."""
+    return {"bin/activate": _HERE / "activate.sh", "bin/conda-unpack": _HERE / "conda-unpack.sh"}
+
+
 __all__ = [
     "EXIT_CANT_WRITE",
     "EXIT_CORRUPT",
@@ -50,6 +56,7 @@ __all__ = [
     "EXIT_USAGE",
     "RUNNER_NAME",
     "RUN_IN_ENV_ARCNAME",
+    "poncho_scripts",
     "run_in_env_path",
     "runner_path",
 ]

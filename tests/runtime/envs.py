@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envpack import layout
-from envpack.runtime import run_in_env_path, runner_path
+from envpack.runtime import poncho_scripts, run_in_env_path, runner_path
 
 RUNNER = str(runner_path())
 SHELL = shutil.which("dash") or "/bin/sh"
@@ -45,6 +45,7 @@ def write_tree(
         "bin/python": f'#!/bin/sh\nexec {sys.executable} "$@"\n',
         layout.RUN_IN_ENV: run_in_env_path().read_bytes(),
         layout.RUNNER: runner_path().read_bytes(),
+        **{arc: path.read_bytes() for arc, path in poncho_scripts().items()},
         "lib/marker.txt": f"env {salt}\n",
         layout.SPEC: b"{}\n",
         **(files or {}),
@@ -55,7 +56,7 @@ def write_tree(
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data.encode() if isinstance(data, str) else data)
-        executable = rel.startswith("bin/") or rel == layout.RUNNER
+        executable = (rel.startswith("bin/") and rel != "bin/activate") or rel == layout.RUNNER
         path.chmod(0o755 if executable else 0o644)
     for rel, target in (symlinks or {}).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
