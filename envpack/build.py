@@ -26,7 +26,7 @@ from envpack import archive, layout, runtime
 from envpack.archive import Compression, Entry, Progress
 from envpack.collect import Collection, collect
 from envpack.errors import BuildError, SpecError
-from envpack.layout import MANIFEST, SUMMARY, Record
+from envpack.layout import MANIFEST, SPEC, SUMMARY, Record
 from envpack.spec import SCHEMA, Spec
 
 RUNNER_NAME = runtime.RUNNER_NAME
@@ -140,8 +140,11 @@ def assemble(
     runner = _copy_runner(out)
     if final.is_file():
         return _environment(spec, final, env_hash, records, True, collection, runner)
-    summary = layout.summary_bytes(env_hash, records, {MANIFEST: manifest}, spec.glibc)
-    meta = [(SUMMARY, summary), (MANIFEST, manifest)]
+    spec_json = spec.to_json().encode()
+    summary = layout.summary_bytes(
+        env_hash, records, {MANIFEST: manifest, SPEC: spec_json}, spec.glibc
+    )
+    meta = [(SUMMARY, summary), (MANIFEST, manifest), (SPEC, spec_json)]
     write_atomic(
         final,
         lambda fh: _write(fh, compress, level, meta, collection, records, progress),
@@ -318,7 +321,7 @@ def _environment(
         path=path,
         hash=env_hash,
         size=path.stat().st_size,
-        files=len(records) + 2,  # plus the summary and the manifest
+        files=len(records) + 3,  # plus the summary, the manifest and the Spec
         cached=cached,
         unpacked_size=sum(r.size for r in records if r.target is None),
         groups=groups,

@@ -34,7 +34,7 @@ from pathlib import Path
 from envpack import relocate, runtime
 from envpack.archive import Entry, Link, Source, Stale, normalize_mode
 from envpack.errors import BuildError
-from envpack.layout import LINKS, RUN_IN_ENV, RUNNER, SPEC, links_bytes
+from envpack.layout import LINKS, RUN_IN_ENV, RUNNER, links_bytes
 from envpack.spec import Distribution, Spec
 
 # Top-level stdlib entries never shipped unless the Spec names a module inside them.
@@ -126,7 +126,6 @@ class Collector:
         self._native()
         self._local()
         self._runner()
-        self._add(SPEC, 0o644, self.spec.to_json().encode(), "envpack")
         if self.missing:
             listed = "\n  ".join(self.missing)
             raise BuildError(

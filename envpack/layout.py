@@ -5,7 +5,8 @@ An environment (the tarball, and the directory it unpacks to) holds, besides its
     .envpack/summary        hash=<16 hex>, files=, bytes=, glibc=: identity, size, glibc floor
     .envpack/manifest.json  every other member (path, mode, size, sha256 | link target);
                             the first 16 hex digits of its sha256 are the environment's hash
-    .envpack/spec.json      the Spec it was built from
+    .envpack/spec.json      the Spec it was built from: documentation, not in the manifest, so
+                            the same files get the same name however the build was invoked
     .envpack/links          data files the code opens by relative path, relative to local/
     .envpack/envpack-run    the runner; bin/run_in_env (poncho's face) delegates to it
     bin/run_in_env

@@ -69,7 +69,7 @@ def records_of(root: Path) -> list[layout.Record]:
     out: list[layout.Record] = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if rel in (layout.SUMMARY, layout.MANIFEST):
+        if rel in (layout.SUMMARY, layout.MANIFEST, layout.SPEC):
             continue
         if path.is_symlink():
             out.append(layout.Record(rel, 0o777, 0, None, os.readlink(path)))
@@ -97,7 +97,8 @@ def rewrite_summary(
     summary.unlink(missing_ok=True)
     records = records_of(root)
     manifest = (root / layout.MANIFEST).read_bytes()
-    text = layout.summary_bytes(env_hash, records, {layout.MANIFEST: manifest}, glibc)
+    extra = {layout.MANIFEST: manifest, layout.SPEC: (root / layout.SPEC).read_bytes()}
+    text = layout.summary_bytes(env_hash, records, extra, glibc)
     if files is not None:
         text = b"".join(
             f"files={files}\n".encode() if line.startswith(b"files=") else line + b"\n"
