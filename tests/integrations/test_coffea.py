@@ -245,12 +245,41 @@ def test_processor_file_is_where_the_class_is_defined(countproc: ModuleType) -> 
     assert processor_file(countproc.CountProcessor) == expected
 
 
-def test_a_processor_without_a_source_file_is_refused(tmp_path: Path) -> None:
+def test_processor_file_refuses_a_class_without_a_source_file() -> None:
     with pytest.raises(UsageError, match="not defined in a Python file"):
-        executor_args(object(), out_dir=tmp_path)
+        processor_file(object())
     made_here = type("Made", (), {"__module__": "no_such_module_anywhere"})
     with pytest.raises(UsageError, match="not defined in a Python file"):
         processor_file(made_here())
+
+
+def test_a_processor_defined_in_main_runs_on_a_worker(
+    manager: Manager, node: Node, cloudpickle_venv: Path, tmp_path: Path
+) -> None:
+    """Issue 9: executor_args() takes a processor whose class is defined in __main__ (a notebook
+    cell, a driver script); coffea's exact task command runs it from the env on a real worker,
+    and the driver's manager-only import (not installed for the worker's Python) stays home."""
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "fn_wrapper").write_text(FN_WRAPPER)
+    driver = subprocess.run(
+        [sys.executable, str(APPS / "mainproc.py"), str(tmp_path / "out"), str(cloudpickle_venv),
+         str(staging)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert driver.returncode == 0, driver.stderr[-4000:]
+    paths = json.loads(driver.stdout.strip().splitlines()[-1])
+    env = CoffeaEnvironment(paths["environment_file"], paths["wrapper"], "")
+    node.start_worker(manager.port)
+    tasks = [_coffea_task(manager, env, staging, i) for i in range(2)]
+    done = {t.id: t for t in manager.run(tasks)}
+    results = []
+    for i, t in enumerate(tasks):
+        log = (staging / f"stdout_{i}.log").read_text()
+        assert done[t.id].result == 0 and done[t.id].return_status == 0, log
+        results.append(json.loads((staging / f"out_{i}.p").read_bytes()))
+    assert [(r["n"], r["above"], r["mean"]) for r in results] == [(20, 9, 9.5), (3, 2, 37.0)]
+    assert all(r["python"].startswith(str(node.cache)) for r in results), results
 
 
 def test_a_processor_with_missing_imports_is_refused(
