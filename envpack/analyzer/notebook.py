@@ -72,6 +72,7 @@ class NotebookAnalysis:
     cells: tuple[int, ...]  # cells with shipped code
     manager_imports: tuple[ManagerImport, ...]
     skipped: tuple[Skipped, ...]
+    all_cells: bool = False  # every cell shipped, as one module
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def analyze_notebook(
         cells=tuple(sorted({s.cell for s in body})),
         manager_imports=tuple(sorted(set(manager), key=lambda m: (m.cell, m.line, m.module))),
         skipped=tuple(skipped),
+        all_cells=all_cells,
     )
 
 
@@ -293,7 +295,10 @@ def _reach(stmts: list[_Stmt], roots: list[int]) -> list[int]:
     """The statements the roots reach through global names, in notebook order.
 
     Arguments of calls that instantiate a root class count too: they become its instance's
-    attributes, shipped with it.
+    attributes, shipped with it. So do statements changing a reached object in place
+    (``CONFIG["sf"] = load(...)``, ``CUTS.update(...)``): it ships as it is when pickled. A
+    module changed in place does not (``ak.behavior.update(...)``): it goes by reference, and
+    the worker imports it afresh.
     """
     binders: dict[str, list[int]] = {}
     for i, s in enumerate(stmts):
@@ -310,14 +315,43 @@ def _reach(stmts: list[_Stmt], roots: list[int]) -> list[int]:
             ):
                 for arg in [*call.args, *(k.value for k in call.keywords)]:
                     extra |= {n.id for n in ast.walk(arg) if isinstance(n, ast.Name)}
+    mutators: dict[str, list[int]] = {}
+    for i, s in enumerate(stmts):
+        for name in _mutated(s.node):
+            mutators.setdefault(name, []).append(i)
     chosen = set(roots)
     todo = list(roots) + [i for name in sorted(extra) for i in binders.get(name, [])]
     while todo:
         i = todo.pop()
         chosen.add(i)
-        for name in stmts[i].uses:
-            todo.extend(j for j in binders.get(name, []) if j not in chosen)
+        for name in {*stmts[i].uses, *stmts[i].binds}:
+            found = binders.get(name, [])
+            if any(not isinstance(stmts[j].node, ast.Import | ast.ImportFrom) for j in found):
+                found = found + mutators.get(name, [])
+            todo.extend(j for j in found if j not in chosen)
     return sorted(chosen)
+
+
+def _mutated(node: ast.stmt) -> set[str]:
+    """Top-level names a statement changes in place (an item, an attribute, a method call)."""
+    targets: list[ast.expr] = []
+    if isinstance(node, ast.Assign):
+        targets = list(node.targets)
+    elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+        targets = [node.target]
+    elif (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute)
+    ):
+        targets = [node.value.func]
+    names: set[str] = set()
+    for target in targets:
+        while isinstance(target, ast.Attribute | ast.Subscript):
+            target = target.value
+            if isinstance(target, ast.Name):
+                names.add(target.id)
+    return names
 
 
 def _imports(node: ast.stmt) -> Iterator[tuple[str, int]]:

@@ -200,13 +200,13 @@ def summarize_notebook(nb: NotebookAnalysis) -> None:
     from envpack.analyzer.notebook import cell_site, manager_summary
 
     name = Path(nb.notebook).name
-    if nb.shipped:
-        cells = ", ".join(map(str, nb.cells))
+    cells = ", ".join(map(str, nb.cells))
+    if nb.all_cells:
+        out.print(f"[bold]Analyzed from {name}[/]: every code cell, as one module (--all-cells)")
+    else:
         out.print(
             f"[bold]Shipped from {name}[/] (by value, cells {cells}): {', '.join(nb.shipped)}"
         )
-    else:
-        out.print(f"[bold]Shipped from {name}[/]: every code cell (--all-cells)")
     if nb.manager_imports:
         out.print(
             "[bold]Manager-side imports, not shipped[/] (the shipped code does not reach them): "

@@ -200,3 +200,38 @@ def test_percent_in_a_string_is_not_a_magic(tmp_path: Path) -> None:
     stmts, skipped = read_notebook(nb)
     assert skipped == []
     assert stmts[0].text == 'TEXT = """\n%d events\n!done\n"""'
+
+
+def test_data_the_shipped_code_opens_is_found_next_to_the_notebook(
+    fixture_venv: FixtureVenv, tmp_path: Path
+) -> None:
+    """A kernel runs in the notebook's directory: a bare relative path resolves there, wherever
+    envpack runs from (here, the test's own working directory)."""
+    (tmp_path / "corrections").mkdir()
+    (tmp_path / "corrections" / "sf.json").write_text("{}")
+    body = (
+        "class P(ProcessorABC):\n"
+        "    def process(self, events):\n"
+        "        return open('corrections/sf.json').read()\n"
+    )
+    nb = write_notebook(tmp_path / "ana.ipynb", [_cell(body)])
+    assert Path.cwd() != tmp_path
+    spec = analyze_notebook(nb, python=fixture_venv.python).spec
+    data = [(f.arcname, f.why) for f in spec.local if f.kind == "data"]
+    assert data == [("corrections/sf.json", f"opened at {nb}, cell 1, line 3")]
+
+
+def test_an_object_changed_in_place_ships_as_changed_a_module_does_not(
+    fixture_venv: FixtureVenv, tmp_path: Path
+) -> None:
+    cells = [
+        _cell("import fxcore\nimport fxns.b\nimport fxunused\nCONFIG = {}\n"),
+        _cell('CONFIG["b"] = fxns.b.B\nfxcore.util.VALUE = fxunused.UNUSED\n'),
+        _cell("class P(ProcessorABC):\n    def process(self, e):\n        return CONFIG, fxcore\n"),
+    ]
+    nb = write_notebook(tmp_path / "ana.ipynb", cells)
+    result = analyze_notebook(nb, python=fixture_venv.python)
+    # CONFIG is pickled with the item cell 2 put in; fxcore goes by reference, unchanged
+    assert {"fx-ns-b", "fx-core"} <= _names(result.spec)
+    assert "fx-unused" not in _names(result.spec)
+    assert [m.module for m in result.manager_imports] == ["fxunused"]
