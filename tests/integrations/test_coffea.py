@@ -293,25 +293,38 @@ def test_a_processor_with_missing_imports_is_refused(
 
 
 @pytest.mark.coffea
+@pytest.mark.parametrize("defined_in", ["module", "notebook"])
 def test_coffea_workqueue_executor_end_to_end(
-    node: Node, wq_binding_dir: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    defined_in: str,
+    node: Node,
+    wq_binding_dir: Path,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """coffea 0.7.31's WorkQueueExecutor runs the bench's dimuon processor (NanoEvents, a local
-    helper package, a corrections file, LZ4 and ZSTD data) inside the envpack environment."""
+    helper package, a corrections file, LZ4 and ZSTD data) inside the envpack environment:
+    defined in its module, or in a notebook cell (run in the driver's __main__, shipped by value;
+    the env is what `envpack analyze dimuon_notebook.ipynb` finds, without the plotting cell's)."""
     from bench._env import OPTIONAL_NATIVE, PROCESSOR, PROCESSORS, ensure_data, ensure_venv
     from envpack.analyzer.api import analyze
+    from envpack.analyzer.notebook import analyze_notebook
     from envpack.build import build
     from envpack.integrations.coffea import EXECUTOR_IMPORTS, write_shim
 
     python = ensure_venv()
     files = ensure_data()
-    shared = _shared_dir(tmp_path_factory) / "coffea-dimuon-env"
-    with _locked(shared.parent / "coffea-dimuon-env.lock"):
+    notebook = PROCESSORS / "dimuon_notebook.ipynb"
+    shared = _shared_dir(tmp_path_factory) / f"coffea-dimuon-{defined_in}-env"
+    with _locked(shared.parent / f"coffea-dimuon-{defined_in}-env.lock"):
         # What environment_for does, plus the bench's workaround: numba's optional TBB layer
         # (tbbpool*.so needs libtbb.so.12, which no installed wheel has) is reported missing by
         # the analyzer; accept exactly that error until the analyzer calls it optional.
-        shim = write_shim(shared / ".envpack-coffea", EXECUTOR_IMPORTS)
-        spec = analyze([PROCESSOR, shim], python=python)
+        if defined_in == "module":
+            shim = write_shim(shared / ".envpack-coffea", EXECUTOR_IMPORTS)
+            spec = analyze([PROCESSOR, shim], python=python)
+        else:
+            spec = analyze_notebook(notebook, python=python).spec
+            assert "matplotlib" not in {d.name for d in spec.distributions}
         errors = [e for e in spec.errors if not any(m in e for m in OPTIONAL_NATIVE)]
         assert not errors, errors
         built = build(dataclasses.replace(spec, errors=()), shared)
@@ -322,6 +335,7 @@ def test_coffea_workqueue_executor_end_to_end(
         [
             str(python),
             str(APPS / "coffea_driver.py"),
+            *(["--notebook", str(notebook)] if defined_in == "notebook" else []),
             env.environment_file,
             env.wrapper,
             str(port_file),
