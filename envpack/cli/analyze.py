@@ -135,6 +135,8 @@ def analyze_command(
             spec.write(output)
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror}", 2)
+    if notebook is not None:
+        notebook_notes(notebook)
     if why:
         explain(spec, why, notebook)
     elif not as_json:
@@ -196,8 +198,8 @@ def summarize(spec: Spec) -> None:
 
 
 def summarize_notebook(nb: NotebookAnalysis) -> None:
-    """What of the notebook ships, what stays on the manager, and what was not read."""
-    from envpack.analyzer.notebook import cell_site, manager_summary
+    """What of the notebook ships, and which of its imports stay on the manager."""
+    from envpack.analyzer.notebook import manager_summary
 
     name = Path(nb.notebook).name
     cells = ", ".join(map(str, nb.cells))
@@ -212,6 +214,13 @@ def summarize_notebook(nb: NotebookAnalysis) -> None:
             "[bold]Manager-side imports, not shipped[/] (the shipped code does not reach them): "
             + ", ".join(manager_summary(nb.manager_imports))
         )
+
+
+def notebook_notes(nb: NotebookAnalysis) -> None:
+    """The lines of the notebook not read as Python (on stderr, so --json stays clean)."""
+    from envpack.analyzer.notebook import cell_site
+
+    name = Path(nb.notebook).name
     for skip in nb.skipped:
         where = cell_site(name, skip.cell, skip.line)
         err.print(f"note: {where}: not Python, skipped: {skip.text}", markup=False)

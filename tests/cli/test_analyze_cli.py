@@ -167,6 +167,7 @@ def test_a_notebook_ships_its_processor_and_lists_the_manager_imports(
     assert "analysis.ipynb, cell 4, line 2: import fxunused" in res.stdout
     whole = run(nb, "--all-cells", "--json", "--python", fixture_venv.python, cwd=tmp_path)
     assert "fx-unused" in {d["name"] for d in json.loads(whole.stdout)["distributions"]}
+    assert "skipped: %matplotlib inline" in whole.stderr  # notes on stderr, the JSON alone
 
 
 def test_notebook_options_are_refused_elsewhere(proc: Path) -> None:
