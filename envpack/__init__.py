@@ -9,6 +9,8 @@ from envpack.spec import Spec
 
 if TYPE_CHECKING:
     from envpack.analyzer.api import analyze
+    from envpack.analyzer.notebook import analyze_notebook
+    from envpack.analyzer.objects import analyze_objects
     from envpack.build import Environment, build
 
 __all__ = [
@@ -20,11 +22,15 @@ __all__ = [
     "SpecError",
     "UsageError",
     "analyze",
+    "analyze_notebook",
+    "analyze_objects",
     "build",
 ]
 
 _LAZY = {
     "analyze": "envpack.analyzer.api",
+    "analyze_notebook": "envpack.analyzer.notebook",
+    "analyze_objects": "envpack.analyzer.objects",
     "build": "envpack.build",
     "Environment": "envpack.build",
 }

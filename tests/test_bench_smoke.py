@@ -90,3 +90,15 @@ def test_env_helpers() -> None:
     assert _env.verdict("x", False, "d").startswith("MISS")
     pins = [line for line in _env.PINS.read_text().splitlines() if not line.startswith("#")]
     assert any(line.startswith("coffea==0.7.") for line in pins)
+
+
+def test_the_bench_notebook_holds_the_bench_processor() -> None:
+    """bench/notebook.py compares the notebook with dimuon_processor.py: the processor cell
+    must stay that module's code (its docstring and __future__ import aside)."""
+    import json
+
+    nb = json.loads((_env.PROCESSORS / "dimuon_notebook.ipynb").read_text())
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    module = _env.PROCESSOR.read_text().split('"""', 2)[2]
+    module = module.replace("from __future__ import annotations\n", "")
+    assert cells[0].strip() == module.strip()

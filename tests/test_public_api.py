@@ -30,3 +30,5 @@ def test_lazy_names_resolve() -> None:
 
     assert envpack.Spec.__name__ == "Spec"
     assert envpack.Environment.__name__ == "Environment"
+    assert envpack.analyze_objects.__name__ == "analyze_objects"
+    assert envpack.analyze_notebook.__name__ == "analyze_notebook"

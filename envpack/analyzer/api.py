@@ -40,12 +40,17 @@ def analyze(
     include_lazy: Collection[str] = (),
     hints: Hints | None = None,
     python: str | os.PathLike[str] | None = None,
+    search_path: Sequence[str | os.PathLike[str]] = (),
+    project_dir: str | os.PathLike[str] | None = None,
 ) -> Spec:
     """Analyze processor files for the target interpreter ``python`` (default: this one).
 
     ``include_lazy`` names modules or distributions whose lazy imports to ship ("all" for every
     one); ``hints`` maps a module to the modules or distributions it imports data-dependently,
     merged over the curated table and the project's ``[tool.envpack]`` settings.
+    ``search_path``: directories of local code besides the roots' own (like PYTHONPATH);
+    ``project_dir``: where to look for ``[tool.envpack]`` (default: the first root's directory).
+    Both serve generated roots (notebooks, live objects) that live in a temporary directory.
     """
     from envpack.analyzer.native import analyze_native
 
@@ -54,7 +59,7 @@ def analyze(
     interp = target.interpreter
     index = DistIndex(_site_dirs(target), cache_dir=cache_dir())
 
-    project = project_settings(roots[0].parent)
+    project = project_settings(Path(project_dir) if project_dir else roots[0].parent)
     merged_hints: dict[str, list[str]] = {k: list(v) for k, v in project.hints.items()}
     for hinted, targets in (hints or {}).items():
         merged_hints.setdefault(hinted, []).extend(targets)
@@ -67,6 +72,7 @@ def analyze(
         target,
         include_lazy="all" if "all" in lazy_names else lazy_names,
         hints=hint_modules,
+        extra_paths=search_path,
     )
 
     warnings: list[str] = list(graph.warnings)

@@ -159,6 +159,8 @@ def find_imports(
     cache = ParseCache(None if cache_dir is False else cache_dir or default_cache_dir())
     parser = Parser(cache, jobs)
     finder = _Finder(search, target, parser, include_lazy, _hints.merged(hints))
+    # Relative data paths are looked for there too: a generated root's job runs from there.
+    finder.root_dirs += [os.path.abspath(p) for p in extra_paths]
     try:
         finder.walk(root_paths)
     finally:

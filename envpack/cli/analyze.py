@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from packaging.utils import canonicalize_name
@@ -12,6 +13,9 @@ from envpack.cli._output import echo_json, err, fail, human_size, out
 from envpack.errors import EnvpackError, UsageError
 from envpack.spec import Spec
 
+if TYPE_CHECKING:
+    from envpack.analyzer.notebook import NotebookAnalysis
+
 EPILOG = """\b
 Examples:
   envpack analyze myproc.py                      # summary table, writes envpack.json
@@ -19,6 +23,8 @@ Examples:
   envpack analyze myproc.py --why matplotlib     # ...or why it is left out
   envpack analyze myproc.py --include-lazy hist  # also ship hist's function-level imports
   envpack analyze myproc.py --hint uproot=zstandard --python ~/venvs/ana/bin/python
+  envpack analyze analysis.ipynb                 # what its processor classes reach, not its plots
+  envpack analyze analysis.ipynb --object run_chunk   # ...or what this function reaches
 
 \b
 Exit status: 0 complete, 1 imports or libraries missing (all listed), 2 usage errors.
@@ -51,6 +57,19 @@ Exit status: 0 complete, 1 imports or libraries missing (all listed), 2 usage er
 )
 @click.option("--why", metavar="NAME", help="Explain why NAME is (or is not) in the environment.")
 @click.option(
+    "--object",
+    "objects",
+    multiple=True,
+    metavar="NAME",
+    help="Notebook: ship what this top-level class or function reaches (repeatable; default: "
+    "its ProcessorABC subclasses).",
+)
+@click.option(
+    "--all-cells",
+    is_flag=True,
+    help="Notebook: ship what every cell imports, as if the notebook were one module.",
+)
+@click.option(
     "--python",
     type=click.Path(path_type=Path),
     help="Analyze for this interpreter, venv or conda env (default: the one running envpack).",
@@ -62,23 +81,48 @@ def analyze_command(
     include_lazy: tuple[str, ...],
     hints: tuple[str, ...],
     why: str | None,
+    objects: tuple[str, ...],
+    all_cells: bool,
     python: Path | None,
 ) -> None:
     """Find every import and native library PROCESSORS need, and say why.
 
     Walks the imports of the processor files without running them, maps them to installed
     distributions, follows the native libraries of every extension module, and writes the
-    result (the Spec) for `envpack build`.
+    result (the Spec) for `envpack build`. A notebook (.ipynb) ships what the objects sent to
+    workers reach (its processor classes, or --object NAME); its other imports stay on the
+    manager, and are listed.
     """
     from envpack.analyzer.api import analyze, parse_hint
 
+    notebook: NotebookAnalysis | None = None
     try:
         hint_map: dict[str, list[str]] = {}
         for text in hints:
             mod, names = parse_hint(text)
             hint_map.setdefault(mod, []).extend(names)
+        notebooks = [p for p in processors if p.suffix == ".ipynb"]
+        if notebooks and len(processors) > 1:
+            raise UsageError("give one notebook alone, or processor .py files")
+        if (objects or all_cells) and not notebooks:
+            raise UsageError("--object and --all-cells apply to a notebook (.ipynb)")
+        if objects and all_cells:
+            raise UsageError("--object and --all-cells exclude each other")
         with err.status("analyzing imports and native libraries…"):
-            spec = analyze(processors, include_lazy=include_lazy, hints=hint_map, python=python)
+            if notebooks:
+                from envpack.analyzer.notebook import analyze_notebook
+
+                notebook = analyze_notebook(
+                    notebooks[0],
+                    objects=objects,
+                    all_cells=all_cells,
+                    include_lazy=include_lazy,
+                    hints=hint_map,
+                    python=python,
+                )
+                spec = notebook.spec
+            else:
+                spec = analyze(processors, include_lazy=include_lazy, hints=hint_map, python=python)
     except UsageError as exc:
         fail(str(exc), 2)
     except EnvpackError as exc:
@@ -91,10 +135,14 @@ def analyze_command(
             spec.write(output)
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror}", 2)
+    if notebook is not None:
+        notebook_notes(notebook)
     if why:
-        explain(spec, why)
+        explain(spec, why, notebook)
     elif not as_json:
         summarize(spec)
+        if notebook is not None:
+            summarize_notebook(notebook)
         out.print(f"Spec written to [bold]{output}[/]")
     if spec.errors:
         for line in spec.errors:
@@ -149,7 +197,36 @@ def summarize(spec: Spec) -> None:
         err.print(f"[yellow]warning:[/] {line}")
 
 
-def explain(spec: Spec, name: str) -> None:
+def summarize_notebook(nb: NotebookAnalysis) -> None:
+    """What of the notebook ships, and which of its imports stay on the manager."""
+    from envpack.analyzer.notebook import manager_summary
+
+    name = Path(nb.notebook).name
+    cells = ", ".join(map(str, nb.cells))
+    if nb.all_cells:
+        out.print(f"[bold]Analyzed from {name}[/]: every code cell, as one module (--all-cells)")
+    else:
+        out.print(
+            f"[bold]Shipped from {name}[/] (by value, cells {cells}): {', '.join(nb.shipped)}"
+        )
+    if nb.manager_imports:
+        out.print(
+            "[bold]Manager-side imports, not shipped[/] (the shipped code does not reach them): "
+            + ", ".join(manager_summary(nb.manager_imports))
+        )
+
+
+def notebook_notes(nb: NotebookAnalysis) -> None:
+    """The lines of the notebook not read as Python (on stderr, so --json stays clean)."""
+    from envpack.analyzer.notebook import cell_site
+
+    name = Path(nb.notebook).name
+    for skip in nb.skipped:
+        where = cell_site(name, skip.cell, skip.line)
+        err.print(f"note: {where}: not Python, skipped: {skip.text}", markup=False)
+
+
+def explain(spec: Spec, name: str, notebook: NotebookAnalysis | None = None) -> None:
     """Print every reason NAME is in the environment, or why it is not."""
     key = canonicalize_name(name)
     found = False
@@ -189,5 +266,16 @@ def explain(spec: Spec, name: str) -> None:
             out.print(f"  {lz.site}: import {lz.module}")
         if len(sites) > 20:
             out.print(f"  … {len(sites) - 20} more")
+    manager = [
+        m for m in (notebook.manager_imports if notebook else ()) if m.module.split(".")[0] == name
+    ]
+    if manager and notebook is not None:
+        found = True
+        from envpack.analyzer.notebook import cell_site
+
+        nb = Path(notebook.notebook).name
+        out.print(f"{name} is imported by manager-side code only, not shipped:")
+        for m in manager:
+            out.print(f"  {cell_site(nb, m.cell, m.line)}: import {m.module}")
     if not found:
         out.print(f"{name}: not in the environment, and nothing analyzed imports or requires it")

@@ -19,6 +19,10 @@ def _load_spec(inputs: tuple[Path, ...]) -> Spec:
         inputs = (Path("envpack.json"),)
     py = [p for p in inputs if p.suffix == ".py"]
     other = [p for p in inputs if p.suffix != ".py"]
+    if len(inputs) == 1 and inputs[0].suffix == ".ipynb":
+        from envpack.analyzer.notebook import analyze_notebook
+
+        return analyze_notebook(inputs[0]).spec
     if py and other:
         raise UsageError("give either processor .py files or one Spec file, not both")
     if py:
@@ -36,6 +40,7 @@ BUILD_EPILOG = """\b
 Examples:
   envpack build                          # from ./envpack.json, into .
   envpack build myproc.py -o dist        # analyze and build in one step
+  envpack build analysis.ipynb -o dist   # what the notebook's processor classes reach
   envpack build -o dist --compress zstd  # smaller and faster; workers then need zstd
 
 \b

@@ -10,8 +10,13 @@ also is (``bin/run_in_env``).
 
 On the worker, coffea's own code runs besides the processor: ``fn_wrapper`` imports cloudpickle
 and coffea, and the function it unpickles compresses its result with lz4. None of that is
-imported by the processor's module, so it is analyzed from a small generated module that imports
-exactly those, next to the module defining the processor's class.
+imported by the processor's code, so it is added to what the processor reaches.
+
+coffea pickles the processor with cloudpickle, so what the worker needs is what its pickle
+reaches (envpack.analyzer.objects): a class defined in a module is imported by name there (the
+module is analyzed, and ships as source when it is the user's); a class defined in ``__main__``
+or a notebook cell ships by value, and only the modules its code uses are analyzed, never the
+rest of the notebook (its plotting, its executor, its cluster client).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from envpack.integrations.workqueue import runner_for
 
 if TYPE_CHECKING:
     from envpack.analyzer.api import Hints
+    from envpack.spec import Spec
 
 EXECUTOR_IMPORTS = ("cloudpickle", "coffea", "coffea.processor", "lz4.frame")
 """What coffea's executors import on the worker besides the processor (fn_wrapper, lz4)."""
@@ -89,21 +95,32 @@ def executor_args(
     hints: Hints | None = None,
     executor_imports: Iterable[str] = EXECUTOR_IMPORTS,
 ) -> CoffeaEnvironment:
-    """The environment for a processor instance (or class): its defining module analyzed with
-    coffea's worker side, built into ``out_dir`` (or reused from there).
+    """The environment for a processor instance (or class), defined in a module, a script's
+    ``__main__`` or a notebook cell: what its pickle reaches, with coffea's worker side, built
+    into ``out_dir`` (or reused from there).
 
     ``python`` is the interpreter whose packages to ship (default: this one, where the processor
-    was imported). ``executor_imports`` is what the executor imports on the worker besides the
+    was made). ``executor_imports`` is what the executor imports on the worker besides the
     processor; add modules no code names (e.g. a decompressor the data needs) here.
+    ``[tool.envpack]`` settings are read next to the processor's module, else in the current
+    directory (a notebook's).
     """
-    return environment_for(
-        processor_file(processor),
-        out_dir=out_dir,
+    from envpack.analyzer.objects import analyze_objects
+
+    try:
+        project_dir: Path | None = processor_file(processor).parent
+    except UsageError:
+        project_dir = None  # __main__, a notebook cell: the current directory
+    spec = analyze_objects(
+        [processor],
         python=python,
         include_lazy=include_lazy,
         hints=hints,
-        executor_imports=executor_imports,
+        imports=executor_imports,
+        imports_why="coffea's executor, on the worker",
+        project_dir=project_dir,
     )
+    return _built(spec, Path(out_dir))
 
 
 def environment_for(
@@ -118,11 +135,16 @@ def environment_for(
     """`executor_args` for a processor's source file, when the manager cannot import it (the
     processor lives in another venv than envpack)."""
     from envpack.analyzer.api import analyze
-    from envpack.build import build
 
     out = Path(out_dir)
     shim = write_shim(out / ".envpack-coffea", executor_imports)
     spec = analyze([Path(source), shim], include_lazy=include_lazy, hints=hints, python=python)
+    return _built(spec, out)
+
+
+def _built(spec: Spec, out: Path) -> CoffeaEnvironment:
+    from envpack.build import build
+
     if not spec.complete:
         raise AnalysisError(list(spec.errors))
     env = build(spec, out)

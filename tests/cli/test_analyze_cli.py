@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from tests.analyzer.test_notebook import make_notebook
 from tests.conftest import BareVenv, FixtureVenv
 
 
@@ -146,3 +147,34 @@ def test_python_crashing_says_what_ran_its_status_and_stderr(proc: Path) -> None
     assert "Traceback" not in res.stderr
     assert f"{fake} -I -c <envpack probe> exited with status 127" in res.stderr
     assert "cannot open shared object" in res.stderr
+
+
+def test_a_notebook_ships_its_processor_and_lists_the_manager_imports(
+    fixture_venv: FixtureVenv, tmp_path: Path
+) -> None:
+    nb = make_notebook(tmp_path)
+    res = run(nb, "--python", fixture_venv.python, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Shipped from analysis.ipynb (by value, cells 2, 3, 5): CountProcessor, select" in (
+        res.stdout
+    )
+    assert "Manager-side imports, not shipped" in res.stdout
+    assert "fxunused (cell 4), fxlazy (cell 5)" in res.stdout
+    assert "analysis.ipynb, cell 4, line 1: not Python, skipped: %matplotlib inline" in res.stderr
+    spec = json.loads((tmp_path / "envpack.json").read_text())
+    assert "fx-unused" not in {d["name"] for d in spec["distributions"]}
+    res = run(nb, "--why", "fxunused", "--python", fixture_venv.python, cwd=tmp_path)
+    assert "analysis.ipynb, cell 4, line 2: import fxunused" in res.stdout
+    whole = run(nb, "--all-cells", "--json", "--python", fixture_venv.python, cwd=tmp_path)
+    assert "fx-unused" in {d["name"] for d in json.loads(whole.stdout)["distributions"]}
+    assert "skipped: %matplotlib inline" in whole.stderr  # notes on stderr, the JSON alone
+
+
+def test_notebook_options_are_refused_elsewhere(proc: Path) -> None:
+    res = run(proc, "--object", "P", cwd=proc.parent)
+    assert res.returncode == 2
+    assert "--object and --all-cells apply to a notebook" in res.stderr
+    nb = make_notebook(proc.parent)
+    res = run(nb, proc, cwd=proc.parent)
+    assert res.returncode == 2
+    assert "give one notebook alone" in res.stderr

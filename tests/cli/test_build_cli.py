@@ -184,3 +184,16 @@ def test_build_reports_dropped_test_suites_and_keep_tests(project: Project, tmp_
     assert "test-suite" not in kept.stdout
     with tarfile.open(kept.stdout.strip().splitlines()[-1]) as tar:
         assert "lib/python3.11/site-packages/pkgt/tests/test_a.py" in tar.getnames()
+
+
+def test_build_takes_a_notebook(tmp_path: Path) -> None:
+    from tests.analyzer.test_notebook import _cell, write_notebook
+
+    cells = [
+        _cell("import json\nimport fx_manager_only_client\n"),
+        _cell("class P(ProcessorABC):\n    def process(self, e):\n        return json.dumps(e)\n"),
+    ]
+    nb = write_notebook(tmp_path / "ana.ipynb", cells)
+    result = invoke("build", str(nb), "-o", str(tmp_path / "out"), "--level", "1")
+    assert result.exit_code == 0, result.output  # the client, not installed here, stays home
+    assert Path(result.stdout.strip().splitlines()[-1]).name.startswith("envpack-")

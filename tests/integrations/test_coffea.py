@@ -245,12 +245,41 @@ def test_processor_file_is_where_the_class_is_defined(countproc: ModuleType) -> 
     assert processor_file(countproc.CountProcessor) == expected
 
 
-def test_a_processor_without_a_source_file_is_refused(tmp_path: Path) -> None:
+def test_processor_file_refuses_a_class_without_a_source_file() -> None:
     with pytest.raises(UsageError, match="not defined in a Python file"):
-        executor_args(object(), out_dir=tmp_path)
+        processor_file(object())
     made_here = type("Made", (), {"__module__": "no_such_module_anywhere"})
     with pytest.raises(UsageError, match="not defined in a Python file"):
         processor_file(made_here())
+
+
+def test_a_processor_defined_in_main_runs_on_a_worker(
+    manager: Manager, node: Node, cloudpickle_venv: Path, tmp_path: Path
+) -> None:
+    """Issue 9: executor_args() takes a processor whose class is defined in __main__ (a notebook
+    cell, a driver script); coffea's exact task command runs it from the env on a real worker,
+    and the driver's manager-only import (not installed for the worker's Python) stays home."""
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "fn_wrapper").write_text(FN_WRAPPER)
+    driver = subprocess.run(
+        [sys.executable, str(APPS / "mainproc.py"), str(tmp_path / "out"), str(cloudpickle_venv),
+         str(staging)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert driver.returncode == 0, driver.stderr[-4000:]
+    paths = json.loads(driver.stdout.strip().splitlines()[-1])
+    env = CoffeaEnvironment(paths["environment_file"], paths["wrapper"], "")
+    node.start_worker(manager.port)
+    tasks = [_coffea_task(manager, env, staging, i) for i in range(2)]
+    done = {t.id: t for t in manager.run(tasks)}
+    results = []
+    for i, t in enumerate(tasks):
+        log = (staging / f"stdout_{i}.log").read_text()
+        assert done[t.id].result == 0 and done[t.id].return_status == 0, log
+        results.append(json.loads((staging / f"out_{i}.p").read_bytes()))
+    assert [(r["n"], r["above"], r["mean"]) for r in results] == [(20, 9, 9.5), (3, 2, 37.0)]
+    assert all(r["python"].startswith(str(node.cache)) for r in results), results
 
 
 def test_a_processor_with_missing_imports_is_refused(
@@ -264,25 +293,38 @@ def test_a_processor_with_missing_imports_is_refused(
 
 
 @pytest.mark.coffea
+@pytest.mark.parametrize("defined_in", ["module", "notebook"])
 def test_coffea_workqueue_executor_end_to_end(
-    node: Node, wq_binding_dir: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    defined_in: str,
+    node: Node,
+    wq_binding_dir: Path,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """coffea 0.7.31's WorkQueueExecutor runs the bench's dimuon processor (NanoEvents, a local
-    helper package, a corrections file, LZ4 and ZSTD data) inside the envpack environment."""
+    helper package, a corrections file, LZ4 and ZSTD data) inside the envpack environment:
+    defined in its module, or in a notebook cell (run in the driver's __main__, shipped by value;
+    the env is what `envpack analyze dimuon_notebook.ipynb` finds, without the plotting cell's)."""
     from bench._env import OPTIONAL_NATIVE, PROCESSOR, PROCESSORS, ensure_data, ensure_venv
     from envpack.analyzer.api import analyze
+    from envpack.analyzer.notebook import analyze_notebook
     from envpack.build import build
     from envpack.integrations.coffea import EXECUTOR_IMPORTS, write_shim
 
     python = ensure_venv()
     files = ensure_data()
-    shared = _shared_dir(tmp_path_factory) / "coffea-dimuon-env"
-    with _locked(shared.parent / "coffea-dimuon-env.lock"):
+    notebook = PROCESSORS / "dimuon_notebook.ipynb"
+    shared = _shared_dir(tmp_path_factory) / f"coffea-dimuon-{defined_in}-env"
+    with _locked(shared.parent / f"coffea-dimuon-{defined_in}-env.lock"):
         # What environment_for does, plus the bench's workaround: numba's optional TBB layer
         # (tbbpool*.so needs libtbb.so.12, which no installed wheel has) is reported missing by
         # the analyzer; accept exactly that error until the analyzer calls it optional.
-        shim = write_shim(shared / ".envpack-coffea", EXECUTOR_IMPORTS)
-        spec = analyze([PROCESSOR, shim], python=python)
+        if defined_in == "module":
+            shim = write_shim(shared / ".envpack-coffea", EXECUTOR_IMPORTS)
+            spec = analyze([PROCESSOR, shim], python=python)
+        else:
+            spec = analyze_notebook(notebook, python=python).spec
+            assert "matplotlib" not in {d.name for d in spec.distributions}
         errors = [e for e in spec.errors if not any(m in e for m in OPTIONAL_NATIVE)]
         assert not errors, errors
         built = build(dataclasses.replace(spec, errors=()), shared)
@@ -293,6 +335,7 @@ def test_coffea_workqueue_executor_end_to_end(
         [
             str(python),
             str(APPS / "coffea_driver.py"),
+            *(["--notebook", str(notebook)] if defined_in == "notebook" else []),
             env.environment_file,
             env.wrapper,
             str(port_file),

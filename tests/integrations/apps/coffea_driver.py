@@ -1,6 +1,6 @@
 """The manager side of the coffea end-to-end test; runs in the coffea venv, not envpack's.
 
-usage: python coffea_driver.py ENV_FILE WRAPPER PORT_FILE FILE.root [FILE.root...]
+usage: python coffea_driver.py [--notebook NB.ipynb] ENV_FILE WRAPPER PORT_FILE FILE.root [...]
 
 Runs bench/processors/dimuon_processor.py with coffea 0.7's WorkQueueExecutor (environment_file
 and wrapper from envpack) and, for reference, with the IterativeExecutor in this process; prints
@@ -15,6 +15,7 @@ adapted: it runs coffea's own py_wrapper command line with envpack-run as py_wra
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import warnings
 from pathlib import Path
@@ -39,7 +40,27 @@ if not hasattr(work_queue.WorkQueue, "cancel_by_category"):
 # after the adaptation, as coffea binds WorkQueue at import; coffea lives in the coffea venv only
 from coffea import processor  # type: ignore[import-not-found]  # noqa: E402
 from coffea.nanoevents import NanoAODSchema  # type: ignore[import-not-found]  # noqa: E402
-from dimuon_processor import DimuonProcessor  # type: ignore[import-not-found]  # noqa: E402
+
+if len(sys.argv) > 5 and sys.argv[1] == "--notebook":
+    # The processor as a notebook defines it: its cell run in __main__ (what a kernel does), so
+    # cloudpickle ships DimuonProcessor by value and the env is the notebook analysis's.
+    _nb = json.loads(Path(sys.argv.pop(2)).read_text())
+    sys.argv.pop(1)
+    _cell = next(
+        "".join(c["source"])
+        for c in _nb["cells"]
+        if c["cell_type"] == "code" and "class DimuonProcessor" in "".join(c["source"])
+    )
+    exec(compile(_cell, "dimuon_notebook.ipynb", "exec"))
+else:
+    from dimuon_processor import DimuonProcessor  # type: ignore[import-not-found]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def summary(out: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +77,7 @@ def main() -> None:
     executor = processor.WorkQueueExecutor(
         environment_file=env_file,
         wrapper=wrapper,
-        port=0,
+        port=_free_port(),  # coffea takes port=0 for its default, 9123: shared by parallel tests
         status=False,
         cores=1,
         memory=1500,
