@@ -99,20 +99,23 @@ def build(
             keep_tests=keep_tests,
             keep_debug=keep_debug,
         )
-        if spec.interpreter.conda:
-            # conda-pack backs conda envs: its package records and prefix knowledge
-            from envpack.conda import add_conda_records
+        try:
+            if spec.interpreter.conda:
+                # conda-pack backs conda envs: its package records and prefix knowledge
+                from envpack.conda import add_conda_records
 
-            add_conda_records(spec, collection)
-        return assemble(
-            spec,
-            out,
-            collection,
-            compress=compress,
-            level=level,
-            progress=progress,
-            digest_cache=digest_cache,
-        )
+                add_conda_records(spec, collection)
+            return assemble(
+                spec,
+                out,
+                collection,
+                compress=compress,
+                level=level,
+                progress=progress,
+                digest_cache=digest_cache,
+            )
+        finally:
+            collection.close()
 
 
 def assemble(

@@ -26,9 +26,9 @@ from envpack.analyzer.interpreter import probe
 from envpack.archive import Entry
 from envpack.build import PART_GLOB, Environment, assemble, build
 from envpack.collect import collect
+from envpack.elf import has_debug, read_elf
 from envpack.errors import BuildError, SpecError
 from envpack.layout import MANIFEST, SUMMARY
-from envpack.relocate import runpath_of
 from envpack.spec import Distribution, LocalFile, NativeLib, Spec, StdlibModule
 from tests.wheels import build_wheel
 
@@ -326,9 +326,9 @@ def test_shipped_libpython_is_loaded_not_the_system_one(project: Project, unpack
 
 
 def test_elf_run_paths_are_origin_relative(unpacked: Path) -> None:
-    assert runpath_of(unpacked / "bin" / PY) == ["$ORIGIN/../lib"]
+    assert read_elf(unpacked / "bin" / PY).run_path == ("$ORIGIN/../lib",)
     ext = next((unpacked / "lib" / PY / "site-packages").glob("fxnative*.so"))
-    assert runpath_of(ext) == ["$ORIGIN/../.."]  # site-packages -> lib/
+    assert read_elf(ext).run_path == ("$ORIGIN/../..",)  # site-packages -> lib/
 
 
 def test_console_script_trampoline_after_moving(
@@ -771,11 +771,9 @@ def test_two_builds_with_a_warm_digest_cache_are_byte_identical(
 
 
 def test_has_debug_reads_section_headers(project: Project, tmp_path: Path) -> None:
-    from envpack.collect import _has_debug
-
     spec = _debug_build(project, tmp_path)
     so = tmp_path / "site" / "dbgmod" / "_dbg.so"
-    assert _has_debug(so)
+    assert has_debug(so)
     plain = tmp_path / "plain.so"
     _run(
         "gcc",
@@ -786,10 +784,10 @@ def test_has_debug_reads_section_headers(project: Project, tmp_path: Path) -> No
         tmp_path / "dbg.c",
         f"-I{sysconfig.get_paths()['include']}",
     )
-    assert not _has_debug(plain)
+    assert not has_debug(plain)
     (tmp_path / "text.so").write_text("not an ELF file at all, but long enough " * 4)
-    assert not _has_debug(tmp_path / "text.so")
+    assert not has_debug(tmp_path / "text.so")
     (tmp_path / "short").write_bytes(b"\x7fELF\x02\x01")
-    assert not _has_debug(tmp_path / "short")
-    assert not _has_debug(tmp_path / "absent")
+    assert not has_debug(tmp_path / "short")
+    assert not has_debug(tmp_path / "absent")
     assert spec.distributions[-1].name == "dbgmod"

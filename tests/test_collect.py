@@ -15,7 +15,8 @@ import pytest
 
 from envpack.analyzer.api import analyze
 from envpack.build import build
-from envpack.collect import PYC_TAG, _has_debug, layout
+from envpack.collect import layout
+from envpack.elf import has_debug
 from envpack.layout import MANIFEST
 from envpack.spec import Distribution
 from tests.test_build import Project, make_project
@@ -43,7 +44,7 @@ def _elf64_header(length: int) -> bytes:
 def test_truncated_elf64_header_is_not_strippable(tmp_path: Path, length: int) -> None:
     path = tmp_path / "trunc.so"
     path.write_bytes(_elf64_header(length))
-    assert not _has_debug(path)
+    assert not has_debug(path)
 
 
 @pytest.mark.skipif(shutil.which("objcopy") is None, reason="needs binutils' objcopy")
@@ -120,7 +121,7 @@ def test_a_file_of_two_distributions_ships_once_with_its_pyc(
             assert "fxpk/__init__.py" in dist.files
     site_arc = layout(spec)[2]
     source = f"{site_arc}/fxpk/__init__.py"
-    pyc = f"{site_arc}/fxpk/__pycache__/__init__.{PYC_TAG}.pyc"
+    pyc = f"{site_arc}/fxpk/__pycache__/__init__.{spec.interpreter.cache_tag}.pyc"
 
     env = build(spec, tmp_path / "out", level=1, digest_cache=False)
     with tarfile.open(env.path) as tar:

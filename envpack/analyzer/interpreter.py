@@ -24,7 +24,7 @@ from envpack.spec import Interpreter
 
 # Runs in the target: stdlib only, and no syntax or API newer than 3.8.
 _PROBE = r"""
-import json, os, platform, sys, sysconfig, importlib.machinery
+import json, os, platform, sys, sysconfig, importlib.machinery, importlib.util
 libpython = None
 if sysconfig.get_config_var("Py_ENABLE_SHARED"):
     name = sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY")
@@ -80,6 +80,8 @@ result = json.dumps({
     "builtin_module_names": sorted(sys.builtin_module_names),
     "extension_suffixes": suffixes,
     "version_info": list(sys.version_info[:3]),
+    "cache_tag": sys.implementation.cache_tag,
+    "pyc_magic": importlib.util.MAGIC_NUMBER.hex(),
 })
 # sys.__stdout__: a sitecustomize may have replaced sys.stdout.
 out = sys.__stdout__
@@ -154,6 +156,8 @@ def probe(python: str | os.PathLike[str] | None = None) -> Target:
             machine=raw["machine"],
             conda=raw["conda"],
             sys_path=tuple(raw["sys_path"]),
+            cache_tag=raw["cache_tag"],
+            pyc_magic=raw["pyc_magic"],
         )
         target = Target(
             interpreter=interp,
