@@ -11,9 +11,9 @@ minus test suites, idlelib, tkinter, turtledemo, ensurepip, lib2to3 and the stat
 ~6 MB but break on every stdlib import the static walk cannot see (compiled modules import
 Python modules invisibly, and stdlib modules import each other lazily inside functions), and
 such a break shows up only on a worker. So: whole pure-Python stdlib (robust, cheap), but only
-the lib-dynload extension modules in use (each may need a native library that the analysis
-resolved for exactly those modules). A module the Spec lists inside an excluded package (e.g.
-tkinter) brings that package back.
+the lib-dynload extension modules the Spec lists (the analysis chooses them, see
+envpack.analyzer.stdlib, and resolved the native libraries each needs). A module the Spec lists
+inside an excluded package (e.g. tkinter) brings that package back.
 
 Pycs are the target interpreter's (its cache tag and magic number, from the Spec), whichever
 Python runs envpack.
@@ -186,11 +186,13 @@ class Collector:
             self.spec.interpreter.prefix,
             str(Path(self.spec.interpreter.real_executable).parent.parent),
         }
+        # lib-dynload is _dynload's: only the modules the Spec lists, each with its run path.
+        wanted_tops.discard("lib-dynload")
         skip = {t for t in STDLIB_EXCLUDED if t not in wanted_tops}
         skip |= {p.name for p in root.glob("config-*")}
         for path, rel in _walk(root, skip):
             top = rel.split("/", 1)[0]
-            if (top in STDLIB_EXCLUDED and top not in wanted_tops) or top.startswith("config-"):
+            if top in skip:
                 continue
             if any(rel.startswith(t + "/") for t in STDLIB_TEST_DIRS):
                 continue
@@ -283,6 +285,10 @@ class Collector:
                 self.missing.append(f"{lib.path or lib.soname} (native library {lib.soname})")
                 continue
             arc = f"lib/{lib.soname}"
+            if self._seen.get(arc) == "python" and _same_file(
+                lib.path, self.spec.interpreter.libpython
+            ):
+                continue  # the interpreter's libpython, shipped with it already
             self._add_elf(arc, 0o755, Path(lib.path), "native")
 
     def _local(self) -> None:
@@ -456,6 +462,10 @@ def _is_elf(path: Path, name: str) -> bool:
         except OSError:
             return False
     return elf.is_elf(path)
+
+
+def _same_file(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and os.path.realpath(a) == os.path.realpath(b)
 
 
 def _walk(root: Path, skip_top: Collection_[str] = ()) -> Iterator[tuple[Path, str]]:

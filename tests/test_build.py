@@ -297,6 +297,22 @@ def test_only_the_spec_distributions_ship(built: Environment, unpacked: Path) ->
     assert groups["PyYAML"].version == "6.0.2" and groups["PyYAML"].files > 10
 
 
+def test_only_the_spec_lib_dynload_modules_ship(
+    project: Project, built: Environment, unpacked: Path
+) -> None:
+    """lib-dynload is the Spec's list (the analysis decides), each file gone through the writer.
+
+    It once shipped whole, unstripped and unpatched, as part of the pure-Python stdlib walk.
+    """
+    listed = {Path(m.path).name for m in project.spec.stdlib if m.path}
+    shipped = {p.name for p in (unpacked / "lib" / PY / "lib-dynload").iterdir()}
+    assert shipped == listed
+    assert not any(n.startswith("_testcapi") for n in shipped)
+    if shutil.which("objcopy"):
+        for name in shipped:
+            assert not has_debug(unpacked / "lib" / PY / "lib-dynload" / name), name
+
+
 # -- self-contained and relocatable ------------------------------------------------------------
 
 
