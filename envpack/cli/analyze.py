@@ -53,7 +53,8 @@ Exit status: 0 complete, 1 imports or libraries missing (all listed), 2 usage er
 @click.option(
     "--python",
     type=click.Path(path_type=Path),
-    help="Analyze for this interpreter, venv or conda env (default: the one running envpack).",
+    help="Analyze for this interpreter, venv or conda env (default: the active $VIRTUAL_ENV or "
+    "$CONDA_PREFIX, else the one running envpack).",
 )
 def analyze_command(
     processors: tuple[Path, ...],
@@ -71,14 +72,19 @@ def analyze_command(
     result (the Spec) for `envpack build`.
     """
     from envpack.analyzer.api import analyze, parse_hint
+    from envpack.analyzer.interpreter import choose
 
     try:
+        choice = choose(python)
+        err.print(f"target interpreter: {choice.python} ({choice.reason})", markup=False)
         hint_map: dict[str, list[str]] = {}
         for text in hints:
             mod, names = parse_hint(text)
             hint_map.setdefault(mod, []).extend(names)
         with err.status("analyzing imports and native libraries…"):
-            spec = analyze(processors, include_lazy=include_lazy, hints=hint_map, python=python)
+            spec = analyze(
+                processors, include_lazy=include_lazy, hints=hint_map, python=choice.python
+            )
     except UsageError as exc:
         fail(str(exc), 2)
     except EnvpackError as exc:
