@@ -807,3 +807,39 @@ def test_has_debug_reads_section_headers(project: Project, tmp_path: Path) -> No
     assert not has_debug(tmp_path / "short")
     assert not has_debug(tmp_path / "absent")
     assert spec.distributions[-1].name == "dbgmod"
+
+
+# -- the glibc floor ---------------------------------------------------------------------------
+
+
+def test_target_glibc_names_every_culprit(project: Project, tmp_path: Path) -> None:
+    """A distribution's library needing GLIBC_2.25 (getrandom) and the interpreter itself."""
+    from tests.analyzer.ccompile import compile_c
+
+    site = tmp_path / "site"
+    so = compile_c("uses_getrandom.c", site / "grmod" / "_gr.so")
+    (site / "grmod" / "__init__.py").write_text("")
+    files = ("grmod/__init__.py", "grmod/_gr.so")
+    dist = Distribution(
+        name="grmod", version="1.0", location=str(site), files=files,
+        size=sum((site / f).stat().st_size for f in files), modules=("grmod",), why=("proc",),
+    )  # fmt: skip
+    spec = replace(project.spec, distributions=(*project.spec.distributions, dist))
+    arc = f"lib/{PY}/site-packages/grmod/_gr.so"
+    assert "2.25" in read_elf(so).glibc
+    with pytest.raises(BuildError) as excinfo:
+        build(spec, tmp_path / "old", level=1, target_glibc="2.24")
+    message = str(excinfo.value)
+    assert "newer than --target-glibc 2.24" in message
+    lines = [line.strip() for line in message.splitlines()]
+    assert f"{arc}: GLIBC_2.25" in lines
+    needs = read_elf(os.path.realpath(project.spec.interpreter.real_executable)).glibc
+    newer = [v for v in needs if tuple(map(int, v.split("."))) > (2, 24)]
+    assert f"bin/{PY}: " + ", ".join(f"GLIBC_{v}" for v in newer) in lines
+    assert not list((tmp_path / "old").glob("envpack-*"))
+    # Floors at or above every need build; without one nothing is checked.
+    highest = max(
+        (v for a, p in collect(spec, tmp_path / "stage").elves for v in read_elf(p).glibc),
+        key=lambda v: tuple(map(int, v.split("."))),
+    )
+    assert build(spec, tmp_path / "ok", level=1, target_glibc=highest).path.is_file()
