@@ -410,7 +410,8 @@ class Collector:
         elif self.objcopy is None:
             added = self._add(arc, mode, path, group)
         else:
-            edited = relocate.EditedElf(path, self._edits(arc, rpath=False))
+            keep = self.staging / ".edited" / arc
+            edited = relocate.EditedElf(path, self._edits(arc, rpath=False), keep)
             added = self._add(arc, mode, edited, group, edited.inputs)
         if added:
             self.out.elves.append((arc, path))

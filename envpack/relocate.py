@@ -83,12 +83,14 @@ class EditedElf:
 
     A source of this kind lets a warm rebuild's digest cache answer for the file (its key: the
     file and the objcopy binary) without running objcopy; a file with nothing to strip is read
-    as it is.
+    as it is. With ``keep`` (a path in the build's staging dir), the edited file made for the
+    digest is kept there and read again by the writer, so objcopy runs once per file.
     """
 
-    def __init__(self, path: Path, edits: ElfEdits) -> None:
+    def __init__(self, path: Path, edits: ElfEdits, keep: Path | None = None) -> None:
         self.path = path
         self.edits = edits
+        self.keep = keep
 
     @property
     def inputs(self) -> tuple[Path, ...]:
@@ -97,8 +99,14 @@ class EditedElf:
         return (self.path, *tools)
 
     def __call__(self) -> bytes:
+        if self.keep is not None and self.keep.is_file():
+            return self.keep.read_bytes()
         if self.edits.rpath is None and not elf.has_debug(self.path):
             return self.path.read_bytes()
+        if self.keep is not None:
+            self.keep.parent.mkdir(parents=True, exist_ok=True)
+            apply(self.path, self.keep, self.edits)
+            return self.keep.read_bytes()
         with tempfile.TemporaryDirectory(prefix="envpack-edit-") as tmp:
             out = Path(tmp) / "out"
             apply(self.path, out, self.edits)

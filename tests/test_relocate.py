@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _imp
 import importlib.util
+import os
 import py_compile
 import shutil
 import subprocess
@@ -170,6 +171,11 @@ def test_apply_sets_the_run_path_and_strips_in_one_go(
     edited = relocate.EditedElf(debug_exe, edits)
     assert edited() == out.read_bytes()
     assert edited.inputs == (debug_exe, objcopy)
+    # Kept in the staging dir: made once (digest), then read back (write).
+    kept = relocate.EditedElf(debug_exe, edits, tmp_path / "stage" / "bin" / "main")
+    assert kept() == out.read_bytes() == (tmp_path / "stage" / "bin" / "main").read_bytes()
+    os.utime(kept.keep, ns=(1, 1))  # type: ignore[arg-type]
+    assert kept() == out.read_bytes() and kept.keep.stat().st_mtime_ns == 1  # type: ignore[union-attr]
 
 
 def test_edited_elf_with_nothing_to_strip_is_the_file(elf_pair: tuple[Path, Path]) -> None:
