@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,39 @@ BENCH = REPO / "bench"
 PROCESSORS = BENCH / "processors"
 PROCESSOR = PROCESSORS / "dimuon_processor.py"
 DRIVER = PROCESSORS / "run_dimuon.py"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A processor the benchmarks run on: what envpack analyzes, the driver that runs it for
+    real (traced), and its import name (for Python's own import time)."""
+
+    name: str
+    processor: Path
+    driver: Path
+    module: str
+
+
+WORKLOADS = {
+    # the coffea 0.7 dimuon processor the targets were set on
+    "dimuon": Workload("dimuon", PROCESSOR, DRIVER, "dimuon_processor"),
+    # not tuned for: uproot + numba + pandas + scipy, no coffea
+    "fit": Workload(
+        "fit", PROCESSORS / "fit_processor.py", PROCESSORS / "run_fit.py", "fit_processor"
+    ),
+}
+
+
+def workloads(names: Sequence[str]) -> list[Workload]:
+    """The workloads named on a benchmark's command line ("all" for every one)."""
+    if not names or "all" in names:
+        return list(WORKLOADS.values())
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise SystemExit(f"[bench] unknown workload {', '.join(unknown)}: {', '.join(WORKLOADS)}")
+    return [WORKLOADS[n] for n in names]
+
+
 PINS = BENCH / "requirements-coffea.txt"
 
 CACHE = Path(os.environ.get("ENVPACK_BENCH_CACHE", Path.home() / ".cache" / "envpack-bench"))

@@ -30,14 +30,16 @@ def _canon(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def analyze_once(python: Path, out: Path, cache_home: Path, *extra: str) -> tuple[float, int]:
-    """One `envpack analyze` of the processor; (seconds, exit status)."""
+def analyze_once(
+    python: Path, work: _env.Workload, out: Path, cache_home: Path, *extra: str
+) -> tuple[float, int]:
+    """One `envpack analyze` of the workload's processor; (seconds, exit status)."""
     env = _env.envpack_env()
     env["XDG_CACHE_HOME"] = str(cache_home)
     cmd = [
         *_env.envpack_cmd(),
         "analyze",
-        str(_env.PROCESSOR),
+        str(work.processor),
         "-o",
         str(out),
         "--python",
@@ -53,32 +55,38 @@ def analyze_once(python: Path, out: Path, cache_home: Path, *extra: str) -> tupl
     return dt, proc.returncode
 
 
-def profile_cold(python: Path, tmp: Path) -> str:
+def profile_cold(python: Path, work: _env.Workload, tmp: Path) -> str:
     """cProfile of one cold analysis, in process (pool workers are not profiled)."""
     os.environ["XDG_CACHE_HOME"] = str(tmp / "prof-cache")
     sys.path.insert(0, str(_env.REPO))
     from envpack.analyzer.api import analyze
 
-    return _env.profile(lambda: analyze([_env.PROCESSOR], python=str(python)))
+    return _env.profile(lambda: analyze([work.processor], python=str(python)))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="runs per timing (best is kept)")
     ap.add_argument("--profile", action="store_true", help="also print a cProfile of a cold run")
+    ap.add_argument("--workload", nargs="*", default=["all"], help="dimuon, fit or all")
     args = ap.parse_args()
-
     python = _env.ensure_venv()
+    for work in _env.workloads(args.workload):
+        bench_workload(work, python, args)
+        print()
+
+
+def bench_workload(work: _env.Workload, python: Path, args: argparse.Namespace) -> None:
     data = _env.ensure_data()
     _env.log("tracing one real run of the processor")
-    run = _trace.trace(python, _env.PROCESSORS, _env.DRIVER, [str(f) for f in data])
+    run = _trace.trace(python, _env.PROCESSORS, work.driver, [str(f) for f in data])
     startup = _trace.startup_trace(python)
     needed = {_canon(d) for d in _trace.needed_dists(run, startup)}
     loaded = {_canon(d) for d in run.dists()}
     meta_only = {_canon(d) for d in run.metadata_only()}
 
     _env.log("timing python's own import of the processor")
-    t_import, t_start = _trace.import_time(python, _env.PROCESSORS, "dimuon_processor", n=5)
+    t_import, t_start = _trace.import_time(python, _env.PROCESSORS, work.module, n=5)
 
     with tempfile.TemporaryDirectory(prefix="envpack-bench-") as tmpdir:
         tmp = Path(tmpdir)
@@ -88,12 +96,12 @@ def main() -> None:
         status = 0
         for i in range(args.repeat):
             cache = tmp / f"cold-{i}"
-            dt, status = analyze_once(python, spec_path, cache)
+            dt, status = analyze_once(python, work, spec_path, cache)
             colds.append(dt)
         _env.log(f"envpack analyze, warm x{args.repeat}")
-        warms = [analyze_once(python, spec_path, cache)[0] for _ in range(args.repeat)]
+        warms = [analyze_once(python, work, spec_path, cache)[0] for _ in range(args.repeat)]
         spec = json.loads(spec_path.read_text())
-        prof = profile_cold(python, tmp) if args.profile else ""
+        prof = profile_cold(python, work, tmp) if args.profile else ""
 
     found = {_canon(d["name"]): d for d in spec["distributions"]}
     hit = needed & set(found)
@@ -104,7 +112,7 @@ def main() -> None:
     local_traced = {Path(p).name for p in run.files("local")}
     local_found = {Path(e["path"]).name for e in spec.get("local", [])}
 
-    print("## envpack analyze: coffea 0.7 dimuon processor")
+    print(f"## envpack analyze: workload {work.name} ({work.processor.name})")
     print(f"machine: {_env.machine()}")
     print(f"venv: {_env.VENV} ({len(run.versions)} distributions installed)")
     print(f"python import of the processor: {t_import:.3f} s (bare start-up {t_start:.3f} s)")

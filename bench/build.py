@@ -76,12 +76,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", action="store_true", help="also print a cProfile of a build")
     ap.add_argument("--level", type=int, help="passed to envpack build --level")
+    ap.add_argument("--workload", nargs="*", default=["all"], help="dimuon, fit or all")
     args = ap.parse_args()
-
     python = _env.ensure_venv()
+    for work in _env.workloads(args.workload):
+        bench_workload(work, python, args)
+        print()
+
+
+def bench_workload(work: _env.Workload, python: Path, args: argparse.Namespace) -> None:
     data = _env.ensure_data()
     _env.log("tracing one real run of the processor")
-    run = _trace.trace(python, _env.PROCESSORS, _env.DRIVER, [str(f) for f in data])
+    run = _trace.trace(python, _env.PROCESSORS, work.driver, [str(f) for f in data])
 
     with tempfile.TemporaryDirectory(prefix="envpack-bench-") as tmpdir:
         tmp = Path(tmpdir)
@@ -91,7 +97,7 @@ def main() -> None:
         spec_path = tmp / "envpack.json"
         _env.log("envpack analyze (to get the Spec)")
         envpack(
-            ["analyze", str(_env.PROCESSOR), "-o", str(spec_path), "--python", str(python)],
+            ["analyze", str(work.processor), "-o", str(spec_path), "--python", str(python)],
             tmp / "xdg-analyze",
         )
         accepted = _env.accept_optional_native(spec_path)
@@ -142,7 +148,7 @@ def main() -> None:
         reverse=True,
     )
 
-    print("## envpack build: coffea 0.7 dimuon processor")
+    print(f"## envpack build: workload {work.name} ({work.processor.name})")
     print(f"machine: {_env.machine()}")
     print(
         f"whole venv: {_env.mb(venv_bytes)} on disk; tar czf {_env.mb(venv_size)} "

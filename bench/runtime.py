@@ -12,17 +12,24 @@ and would only blur the figures). The environment is the coffea processor's envp
     bin/activate) added; by default it runs 10 tasks and scales to 100 (it is strictly linear:
     every task does the same unpack), --full runs all 100;
   * three successive "manager runs" of 10 tasks each with the `-u "$WORK_QUEUE_SANDBOX"/env`
-    convention, the workspace wiped between runs as Work Queue does: unpacks counted.
+    convention, the workspace wiped between runs as Work Queue does: unpacks counted;
+  * the same with the runner's DEFAULTS (no ENVPACK_CACHE; every task with its own TMPDIR inside
+    its sandbox, as Work Queue and TaskVine set it): unpacks per node for N tasks x M managers,
+    and whether every task's prefix lies outside every sandbox;
+  * the verification an unpack does (every file's sha256 against the manifest, on all cores),
+    as a fraction of the untar, from the runner's -d timings of the first tasks.
 Targets: < 20 ms added per task; first task <= 1.2x tar xzf; >= 20x less for 100 tasks;
-one unpack in all for three runs.
+one unpack in all for three runs; one unpack per node with the defaults; verification <= 0.25x
+the unpack. Every figure is printed for each workload (--workload, default all).
 
-usage: python3 bench/runtime.py [--full] [--tasks N]
+usage: python3 bench/runtime.py [--full] [--tasks N] [--workload dimuon|fit|all ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -35,18 +42,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _env
 
-ENV_OUT = _env.CACHE / "env-out"  # the build cache keeps this instant after the first run
 
-
-def build_env(python: Path) -> tuple[Path, Path]:
-    """The coffea processor's tarball and the runner, built once (envpack's own build cache)."""
+def build_env(python: Path, work: _env.Workload) -> tuple[Path, Path]:
+    """The workload's tarball and the runner, built once (envpack's own build cache)."""
     env = _env.envpack_env()
-    spec = ENV_OUT / "envpack.json"
-    ENV_OUT.mkdir(parents=True, exist_ok=True)
-    _env.log("envpack analyze + build of the coffea processor (cached after the first run)")
+    out = _env.CACHE / f"env-out-{work.name}"  # the build cache keeps this instant after once
+    spec = out / "envpack.json"
+    out.mkdir(parents=True, exist_ok=True)
+    _env.log(f"envpack analyze + build of {work.processor.name} (cached after the first run)")
     cmd = _env.envpack_cmd()
     proc = subprocess.run(
-        [*cmd, "analyze", str(_env.PROCESSOR), "-o", str(spec), "--python", str(python)],
+        [*cmd, "analyze", str(work.processor), "-o", str(spec), "--python", str(python)],
         cwd=_env.PROCESSORS,
         env=env,
         capture_output=True,
@@ -56,11 +62,11 @@ def build_env(python: Path) -> tuple[Path, Path]:
         sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-2000:])
         raise SystemExit("[bench] envpack analyze failed")
     _env.accept_optional_native(spec)
-    _env.run([*cmd, "build", str(spec), "-o", str(ENV_OUT)], cwd=_env.PROCESSORS, env=env)
-    tarballs = sorted(ENV_OUT.glob("envpack-*.tar.gz"), key=lambda p: p.stat().st_mtime)
+    _env.run([*cmd, "build", str(spec), "-o", str(out)], cwd=_env.PROCESSORS, env=env)
+    tarballs = sorted(out.glob("envpack-*.tar.gz"), key=lambda p: p.stat().st_mtime)
     if not tarballs:
-        raise SystemExit(f"[bench] no tarball in {ENV_OUT}")
-    runner = ENV_OUT / "envpack-run"
+        raise SystemExit(f"[bench] no tarball in {out}")
+    runner = out / "envpack-run"
     if not runner.exists():
         runner = _env.REPO / "envpack" / "runtime" / "envpack-run"
     if not runner.exists():
@@ -112,15 +118,77 @@ def poncho_tarball(env_tar: Path, tmp: Path) -> Path:
     return out
 
 
+_STEP = re.compile(r"envpack-run: (exclusive lock on \S+|untarred|verified) after (\d+) ms")
+
+
+def verify_fraction(log: str) -> tuple[float, float] | None:
+    """(untar ms, verify ms) from one first task's -d log: lock -> untarred -> verified."""
+    steps = {m.group(1).split()[0]: int(m.group(2)) for m in _STEP.finditer(log)}
+    if not {"exclusive", "untarred", "verified"} <= steps.keys():
+        return None
+    return steps["untarred"] - steps["exclusive"], steps["verified"] - steps["untarred"]
+
+
+def default_cache_runs(
+    runner: Path, env_tar: Path, tmp: Path, tasks: int, managers: int
+) -> dict[str, object]:
+    """N tasks x M managers with the runner's defaults, as Work Queue runs them: every task in
+    its own sandbox with its own TMPDIR inside it and `-u "$SANDBOX"/env`, the workspace wiped
+    between managers. Uses (and afterwards removes) this env's entry in the real default cache."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ENVPACK_")}
+    where = subprocess.run(
+        ["sh", str(runner), "--cache-dir"], env=environ, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    env_hash = env_tar.name.removeprefix("envpack-").split(".")[0]
+    entry = Path(where) / env_hash
+    shutil.rmtree(entry, ignore_errors=True)
+    workspace = tmp / "default-workspace"
+    unpacks, outside, total = 0, 0, 0.0
+    prefixes: set[str] = set()
+    for _ in range(managers):
+        shutil.rmtree(workspace, ignore_errors=True)
+        for t in range(1, tasks + 1):
+            sandbox = workspace / f"t.{t}"
+            (sandbox / "cctools-temp").mkdir(parents=True)
+            task_env = dict(environ, TMPDIR=str(sandbox / "cctools-temp"))
+            cmd = ["sh", str(runner), "-d", "-e", str(env_tar), "-u", str(sandbox / "env"), "--"]
+            script = "import os, sys; print(sys.prefix)"
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [*cmd, "python", "-c", script],
+                env=task_env, cwd=sandbox, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            total += time.perf_counter() - t0
+            unpacks += proc.stderr.count("envpack-run: unpacked ")
+            prefix = proc.stdout.strip()
+            prefixes.add(prefix)
+            outside += not Path(prefix).is_relative_to(workspace)
+    shutil.rmtree(entry, ignore_errors=True)
+    return {
+        "cache": where,
+        "unpacks": unpacks,
+        "outside": outside,
+        "tasks": tasks * managers,
+        "prefixes": sorted(prefixes),
+        "seconds": total,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="run all 100 baseline tasks")
     ap.add_argument("--tasks", type=int, default=100)
     ap.add_argument("-n", type=int, default=30, help="repetitions for the per-task overhead")
+    ap.add_argument("--workload", nargs="*", default=["all"], help="dimuon, fit or all")
     args = ap.parse_args()
-
     python = _env.ensure_venv()
-    env_tar, runner = build_env(python)
+    for work in _env.workloads(args.workload):
+        bench_workload(work, python, args)
+        print()
+
+
+def bench_workload(work: _env.Workload, python: Path, args: argparse.Namespace) -> None:
+    env_tar, runner = build_env(python, work)
     ppr = shutil.which("python_package_run")
 
     with tempfile.TemporaryDirectory(prefix="envpack-bench-rt-") as tmpdir:
@@ -135,13 +203,24 @@ def main() -> None:
         # sync first: the previous round's deleted/dirty pages must not be written back on our
         # clock; rounds alternate which side goes first; best of 3.
         firsts, untars = [], []
+        fractions: list[tuple[float, float]] = []
         dest = tmp / "untar"
         for i in range(3):
             for side in ("envpack", "tar") if i % 2 == 0 else ("tar", "envpack"):
                 if side == "envpack":
                     shutil.rmtree(node, ignore_errors=True)
                     subprocess.run(["sync"], check=False)
-                    firsts.append(clock([*run_cmd, "true"], env=base_env))
+                    log = tmp / "first.log"
+                    t0 = time.perf_counter()
+                    with open(log, "w") as fh:
+                        subprocess.run(
+                            ["sh", str(runner), "-d", "-e", str(env_tar), "--", "true"],
+                            env=base_env, cwd=tmp, stderr=fh, check=True,
+                        )  # fmt: skip
+                    firsts.append(time.perf_counter() - t0)
+                    steps = verify_fraction(log.read_text())
+                    if steps:
+                        fractions.append(steps)
                 else:
                     shutil.rmtree(dest, ignore_errors=True)
                     dest.mkdir()
@@ -218,6 +297,8 @@ def main() -> None:
                 logged += proc.stderr.count(": unpacked ")
                 seen |= entries(node)
         unpacks_runs = len(seen)
+        _env.log("the runner's defaults: 10 tasks x 3 managers, per-task TMPDIR in the sandbox")
+        defaults = default_cache_runs(runner, env_tar, tmp, 10, 3)
         base_runs = "-"
         if ppr:
             _env.log("three manager runs through python_package_run -u")
@@ -237,7 +318,10 @@ def main() -> None:
             base_runs = f"{pexpand} unpack(s), {t_pruns:.1f} s"
 
     size = env_tar.stat().st_size
-    print("## envpack-run: worker-side cost (coffea 0.7 processor's env)")
+    untar_ms = statistics.median(u for u, _ in fractions) if fractions else float("nan")
+    verify_ms = statistics.median(v for _, v in fractions) if fractions else float("nan")
+    vfrac = verify_ms / untar_ms if fractions else float("nan")
+    print(f"## envpack-run: worker-side cost, workload {work.name} ({work.processor.name})")
     print(f"machine: {_env.machine()}")
     print(f"env: {env_tar.name} ({_env.mb(size)}); runner: {runner}")
     print("(measured with the runner on local dirs standing in for a worker; no Work Queue)")
@@ -265,10 +349,29 @@ def main() -> None:
         f"three manager runs x 10 tasks, -u in the wiped workspace: envpack-run {unpacks_runs} "
         f"unpack(s) ({logged} in its -d log), {t_runs:.1f} s; python_package_run -u: {base_runs}"
     )
+    print(
+        f"verification of an unpack (sha256 of every file, {os.cpu_count()} cores): "
+        f"{verify_ms:.0f} ms after a {untar_ms:.0f} ms untar = {vfrac:.2f}x (median of "
+        f"{len(fractions)} first tasks)"
+    )
+    print(
+        f"runner defaults (no ENVPACK_CACHE, per-task TMPDIR in the sandbox), 10 tasks x 3 "
+        f"managers: {defaults['unpacks']} unpack(s) in {defaults['cache']}, "
+        f"{defaults['outside']}/{defaults['tasks']} prefixes outside every sandbox, "
+        f"{float(str(defaults['seconds'])):.1f} s"
+    )
     print()
     print(
         _env.verdict("< 20 ms added per warm task", overhead < 0.020, f"{overhead * 1000:.1f} ms")
     )
+    print(
+        _env.verdict(
+            "one unpack per node with the runner's defaults (30 tasks, 3 managers)",
+            defaults["unpacks"] == 1 and defaults["outside"] == defaults["tasks"],
+            f"{defaults['unpacks']} unpack(s)",
+        )
+    )
+    print(_env.verdict("verification <= 0.25x the unpack", vfrac <= 0.25, f"{vfrac:.2f}x"))
     print(
         _env.verdict("first task <= 1.2x tar xzf", ratio <= 1.2, f"{ratio:.2f}x (median, paired)")
     )

@@ -27,7 +27,7 @@ from envpack.archive import Compression, Entry, Progress
 from envpack.collect import Collection, collect
 from envpack.elf import NotElfError, glibc_key, read_elf
 from envpack.errors import BuildError, SpecError
-from envpack.layout import MANIFEST, SUMMARY, Record
+from envpack.layout import MANIFEST, SPEC, SUMMARY, Record
 from envpack.spec import SCHEMA, Spec
 
 RUNNER_NAME = runtime.RUNNER_NAME
@@ -148,8 +148,11 @@ def assemble(
     runner = _copy_runner(out)
     if final.is_file():
         return _environment(spec, final, env_hash, records, True, collection, runner)
-    summary = layout.summary_bytes(env_hash, records, {MANIFEST: manifest})
-    meta = [(SUMMARY, summary), (MANIFEST, manifest)]
+    spec_json = spec.to_json().encode()
+    summary = layout.summary_bytes(
+        env_hash, records, {MANIFEST: manifest, SPEC: spec_json}, spec.glibc
+    )
+    meta = [(SUMMARY, summary), (MANIFEST, manifest), (SPEC, spec_json)]
     write_atomic(
         final,
         lambda fh: _write(fh, compress, level, meta, collection, records, progress),
@@ -359,7 +362,7 @@ def _environment(
         path=path,
         hash=env_hash,
         size=path.stat().st_size,
-        files=len(records) + 2,  # plus the summary and the manifest
+        files=len(records) + 3,  # plus the summary, the manifest and the Spec
         cached=cached,
         unpacked_size=sum(r.size for r in records if r.target is None),
         groups=groups,

@@ -33,7 +33,7 @@ from pathlib import Path
 from envpack import elf, relocate, runtime
 from envpack.archive import Entry, Link, Source, Stale, normalize_mode
 from envpack.errors import BuildError
-from envpack.layout import LINKS, RUN_IN_ENV, RUNNER, SPEC, links_bytes
+from envpack.layout import LINKS, RUN_IN_ENV, RUNNER, links_bytes
 from envpack.spec import Distribution, Spec
 
 # Top-level stdlib entries never shipped unless the Spec names a module inside them.
@@ -141,7 +141,6 @@ class Collector:
         self._native()
         self._local()
         self._runner()
-        self._add(SPEC, 0o644, self.spec.to_json().encode(), "envpack")
         if self.missing:
             listed = "\n  ".join(self.missing)
             raise BuildError(
@@ -315,6 +314,11 @@ class Collector:
         if self.runner_script is not None and self.runner_script.is_file():
             self._add(RUN_IN_ENV, 0o755, self.runner_script, "envpack")
             self._add(RUNNER, 0o755, runtime.runner_path(), "envpack")
+            # poncho's faces; a conda env's own bin/activate (from its conda package) wins
+            for arcname, script in runtime.poncho_scripts().items():
+                mode = 0o644 if arcname == "bin/activate" else 0o755
+                if arcname not in self._seen:
+                    self._add(arcname, mode, script, "envpack")
 
     # -- helpers -----------------------------------------------------------------------------
 

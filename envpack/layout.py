@@ -2,10 +2,11 @@
 
 An environment (the tarball, and the directory it unpacks to) holds, besides its files::
 
-    .envpack/summary        hash=<16 hex>, files=, bytes=: identity and size at a glance
+    .envpack/summary        hash=<16 hex>, files=, bytes=, glibc=: identity, size, glibc floor
     .envpack/manifest.json  every other member (path, mode, size, sha256 | link target);
                             the first 16 hex digits of its sha256 are the environment's hash
-    .envpack/spec.json      the Spec it was built from
+    .envpack/spec.json      the Spec it was built from: documentation, not in the manifest, so
+                            the same files get the same name however the build was invoked
     .envpack/links          data files the code opens by relative path, relative to local/
     .envpack/envpack-run    the runner; bin/run_in_env (poncho's face) delegates to it
     bin/run_in_env
@@ -37,6 +38,7 @@ RUN_IN_ENV = "bin/run_in_env"
 MANIFEST_SCHEMA = 2
 HASH_LEN = 16
 _HASH = re.compile(r"[0-9a-f]{16}")
+_GLIBC = re.compile(r"\d+(?:\.\d+)+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -117,19 +119,25 @@ def parse_manifest(data: bytes) -> list[Record]:
         raise LayoutError(f"not an envpack manifest: {exc}") from None
 
 
-def summary_bytes(env_hash: str, records: list[Record], extra: Mapping[str, bytes]) -> bytes:
-    """`.envpack/summary`: the hash, and the count and bytes an unpacked tree holds.
+def summary_bytes(
+    env_hash: str, records: list[Record], extra: Mapping[str, bytes], glibc: str | None = None
+) -> bytes:
+    """`.envpack/summary`: the hash, the count and bytes an unpacked tree holds, and the glibc
+    its ELF files need (the runner refuses a worker with an older one before unpacking).
 
     files = regular files + symlinks, bytes = total size of the regular files, both counting
     the `.envpack` members themselves; bytes includes the summary's own size, so it is found
     as a fixed point (two rounds at most).
     """
+    if glibc is not None and not _GLIBC.fullmatch(glibc):
+        raise LayoutError(f"glibc version {glibc!r} is not a version like 2.28")
+    floor = f"glibc={glibc}\n" if glibc else ""
     files = len(records) + len(extra) + 1
     base = sum(r.size for r in records if r.target is None) + sum(len(v) for v in extra.values())
     text = b""
     guess = base
     for _ in range(5):
-        text = f"hash={env_hash}\nfiles={files}\nbytes={guess}\n".encode()
+        text = f"hash={env_hash}\nfiles={files}\nbytes={guess}\n{floor}".encode()
         if base + len(text) == guess:
             break
         guess = base + len(text)

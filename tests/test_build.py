@@ -248,7 +248,7 @@ def build_prefixes(project: Project) -> list[Path]:
 def test_layout_and_meta_first(built: Environment, unpacked: Path) -> None:
     with tarfile.open(built.path) as tar:
         names = tar.getnames()
-    meta = [".envpack/envpack-run", ".envpack/links", ".envpack/spec.json"]
+    meta = [".envpack/spec.json", ".envpack/envpack-run", ".envpack/links"]
     assert names[:6] == [".envpack", SUMMARY, MANIFEST, *meta]
     assert names[5:] == sorted(names[5:])
     for name in ("python", "python3"):
@@ -273,7 +273,7 @@ def test_summary_and_manifest_match_contents(built: Environment, unpacked: Path)
     assert int(summary["bytes"]) == size
     manifest = json.loads((unpacked / MANIFEST).read_text())
     assert manifest["schema"] == 2
-    assert len(manifest["files"]) == len(files) - 2  # all but the summary and the manifest
+    assert len(manifest["files"]) == len(files) - 3  # all but the summary, manifest and Spec
     assert built.path.name == f"envpack-{built.hash}.tar.gz"
 
 
@@ -807,6 +807,21 @@ def test_has_debug_reads_section_headers(project: Project, tmp_path: Path) -> No
     assert not has_debug(tmp_path / "short")
     assert not has_debug(tmp_path / "absent")
     assert spec.distributions[-1].name == "dbgmod"
+
+
+def test_the_name_is_the_content_not_how_the_build_was_invoked(
+    project: Project, built: Environment, tmp_path: Path
+) -> None:
+    """`envpack build proc.py` and `analyze --python VENV/bin/python` + `build SPEC` name the
+    interpreter differently in the Spec; the same files must still give the same name."""
+    interp = replace(project.spec.interpreter, executable=project.spec.interpreter.executable + "3")
+    other = replace(project.spec, interpreter=interp, warnings=("analyzed another way",))
+    assert other.to_json() != project.spec.to_json()
+    again = build(other, tmp_path, level=1)
+    assert again.hash == built.hash
+    with tarfile.open(again.path) as tar:
+        member = tar.extractfile(".envpack/spec.json")
+        assert member is not None and b"analyzed another way" in member.read()
 
 
 # -- the glibc floor ---------------------------------------------------------------------------

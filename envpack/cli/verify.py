@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 
 from envpack.cli.inspect_ import load_meta
-from envpack.layout import MANIFEST, SUMMARY, Record
+from envpack.layout import MANIFEST, SPEC, SUMMARY, Record
 from envpack.runtime import runner_path
 from envpack.spec import Spec
 
@@ -39,7 +39,7 @@ print(json.dumps(bad))
 def check_files(root: Path, manifest: list[Record]) -> list[str]:
     """Every manifest entry present with its mode, size, digest or link target; nothing extra."""
     problems: list[str] = []
-    listed: set[str] = {SUMMARY, MANIFEST}
+    listed: set[str] = {SUMMARY, MANIFEST, SPEC}
     for item in manifest:
         listed.add(item.path)
         path = root / item.path

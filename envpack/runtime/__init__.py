@@ -24,6 +24,7 @@ EXIT_CORRUPT = 65  # archive corrupt, truncated, or not matching its .envpack/su
 EXIT_NO_ENV = 66  # ENV missing, unreadable, or not an environment
 EXIT_UNSAFE = 67  # archive refused: '..', absolute, or escaping link members
 EXIT_NO_TOOL = 69  # flock or zstd missing on the worker
+EXIT_GLIBC = 70  # the worker's glibc is older than the environment's ELF files need
 EXIT_CANT_WRITE = 73  # cache not writable, disk full during unpack
 EXIT_LOCK_TIMEOUT = 75  # -w expired waiting for a lock
 
@@ -38,9 +39,16 @@ def run_in_env_path() -> Path:
     return _HERE / "run_in_env.sh"
 
 
+def poncho_scripts() -> dict[str, Path]:
+    """``bin/activate`` and ``bin/conda-unpack``, which poncho_package_run and
+    python_package_run call on every package: both delegate to the runner."""
+    return {"bin/activate": _HERE / "activate.sh", "bin/conda-unpack": _HERE / "conda-unpack.sh"}
+
+
 __all__ = [
     "EXIT_CANT_WRITE",
     "EXIT_CORRUPT",
+    "EXIT_GLIBC",
     "EXIT_LOCK_TIMEOUT",
     "EXIT_NO_ENV",
     "EXIT_NO_TOOL",
@@ -48,6 +56,7 @@ __all__ = [
     "EXIT_USAGE",
     "RUNNER_NAME",
     "RUN_IN_ENV_ARCNAME",
+    "poncho_scripts",
     "run_in_env_path",
     "runner_path",
 ]

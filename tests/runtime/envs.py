@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envpack import layout
-from envpack.runtime import run_in_env_path, runner_path
+from envpack.runtime import poncho_scripts, run_in_env_path, runner_path
 
 RUNNER = str(runner_path())
 SHELL = shutil.which("dash") or "/bin/sh"
@@ -38,12 +38,14 @@ def write_tree(
     symlinks: dict[str, str] | None = None,
     links: list[str] | None = None,
     salt: str = "",
+    glibc: str | None = None,
 ) -> str:
     """Lay out an environment under ``root`` as the builder does; returns its 16-hex hash."""
     payload: dict[str, str | bytes] = {
         "bin/python": f'#!/bin/sh\nexec {sys.executable} "$@"\n',
         layout.RUN_IN_ENV: run_in_env_path().read_bytes(),
         layout.RUNNER: runner_path().read_bytes(),
+        **{arc: path.read_bytes() for arc, path in poncho_scripts().items()},
         "lib/marker.txt": f"env {salt}\n",
         layout.SPEC: b"{}\n",
         **(files or {}),
@@ -54,12 +56,12 @@ def write_tree(
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data.encode() if isinstance(data, str) else data)
-        executable = rel.startswith("bin/") or rel == layout.RUNNER
+        executable = (rel.startswith("bin/") and rel != "bin/activate") or rel == layout.RUNNER
         path.chmod(0o755 if executable else 0o644)
     for rel, target in (symlinks or {}).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, root / rel)
-    return rewrite_meta(root)
+    return rewrite_meta(root, glibc=glibc)
 
 
 def records_of(root: Path) -> list[layout.Record]:
@@ -67,7 +69,7 @@ def records_of(root: Path) -> list[layout.Record]:
     out: list[layout.Record] = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if rel in (layout.SUMMARY, layout.MANIFEST):
+        if rel in (layout.SUMMARY, layout.MANIFEST, layout.SPEC):
             continue
         if path.is_symlink():
             out.append(layout.Record(rel, 0o777, 0, None, os.readlink(path)))
@@ -78,22 +80,25 @@ def records_of(root: Path) -> list[layout.Record]:
     return out
 
 
-def rewrite_meta(root: Path) -> str:
+def rewrite_meta(root: Path, *, glibc: str | None = None) -> str:
     """Write the manifest and summary of the tree as it is now (after a test changed it)."""
     manifest = layout.manifest_bytes(records_of(root))
     (root / layout.MANIFEST).write_bytes(manifest)
     env_hash = layout.manifest_hash(manifest)
-    rewrite_summary(root, env_hash)
+    rewrite_summary(root, env_hash, glibc=glibc)
     return env_hash
 
 
-def rewrite_summary(root: Path, env_hash: str, *, files: int | None = None) -> None:
+def rewrite_summary(
+    root: Path, env_hash: str, *, files: int | None = None, glibc: str | None = None
+) -> None:
     """The builder's count: regular files + symlinks, bytes of regular files, itself included."""
     summary = root / layout.SUMMARY
     summary.unlink(missing_ok=True)
     records = records_of(root)
     manifest = (root / layout.MANIFEST).read_bytes()
-    text = layout.summary_bytes(env_hash, records, {layout.MANIFEST: manifest})
+    extra = {layout.MANIFEST: manifest, layout.SPEC: (root / layout.SPEC).read_bytes()}
+    text = layout.summary_bytes(env_hash, records, extra, glibc)
     if files is not None:
         text = b"".join(
             f"files={files}\n".encode() if line.startswith(b"files=") else line + b"\n"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from envpack import layout
-from envpack.runtime import EXIT_CANT_WRITE, EXIT_CORRUPT, EXIT_UNSAFE
+from envpack.runtime import EXIT_CANT_WRITE, EXIT_CORRUPT, EXIT_GLIBC, EXIT_UNSAFE
 from tests.runtime.envs import (
     RUNNER,
     SHELL,
@@ -45,15 +45,32 @@ def _marker_script(marker: Path) -> str:
     return f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
 
 
-def test_same_size_change_is_refused(tmp_path: Path) -> None:
-    """Count and bytes match; only the sha256 can tell."""
+def _path_without_openssl(tmp_path: Path) -> str:
+    """A PATH with every tool of /usr/bin but openssl: a worker where only coreutils hash."""
+    bindir = tmp_path / "no-openssl-bin"
+    bindir.mkdir()
+    for tool in Path("/usr/bin").iterdir():
+        if tool.name != "openssl":
+            (bindir / tool.name).symlink_to(tool)
+    return str(bindir)
+
+
+@pytest.mark.parametrize("hasher", ["openssl", "sha256sum"])
+def test_same_size_change_is_refused(tmp_path: Path, hasher: str) -> None:
+    """Count and bytes match; only the sha256 can tell (with either hasher the runner uses)."""
+    extra = {} if hasher == "openssl" else {"PATH": _path_without_openssl(tmp_path)}
     root = tmp_path / "env"
-    env_hash = write_tree(root, files={"lib/a.py": "a = 1\n"})
+    env_hash = write_tree(root, files={"lib/a.py": "a = 1\n", "lib/b c.py": "b = 1\n"})
+    (tmp_path / "good").mkdir()
+    good = pack(root, tmp_path / "good" / f"envpack-{env_hash}.tar.gz")
     (root / "lib" / "a.py").write_text("a = 2\n")
     tarball = pack(root, tmp_path / f"envpack-{env_hash}.tar.gz")
     cache = tmp_path / "c"
-    res = run(["-e", str(tarball), "true"], cache=cache, cwd=tmp_path)
+    res = run(["-d", "-e", str(tarball), "true"], cache=cache, cwd=tmp_path, extra_env=extra)
     _refused(res, cache, EXIT_CORRUPT, "'lib/a.py' differs from its manifest (sha256)")
+    res = run(["-d", "-e", str(good), "true"], cache=cache, cwd=tmp_path, extra_env=extra)
+    assert res.returncode == 0, res.stderr
+    assert "verified" in res.stderr
 
 
 def test_a_file_swapped_for_a_same_size_sitecustomize_is_refused(tmp_path: Path) -> None:
@@ -301,3 +318,32 @@ def test_an_unsafe_entry_is_refused(tmp_path: Path, how: str) -> None:
     res = run(["-e", str(env.tarball), "true"], cache=cache, cwd=tmp_path)
     assert res.returncode == EXIT_CANT_WRITE, res.stderr
     assert "the cache entry" in res.stderr and "refusing it" in res.stderr
+
+
+def _worker_glibc() -> str:
+    out = subprocess.run(["getconf", "GNU_LIBC_VERSION"], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip("this machine has no glibc to compare with")
+    return out.stdout.split()[-1]
+
+
+def test_a_worker_with_an_older_glibc_is_told_before_anything_unpacks(tmp_path: Path) -> None:
+    have = _worker_glibc()
+    major, minor = (int(x) for x in have.split(".")[:2])
+    newer = make_env(tmp_path / "newer", glibc=f"{major}.{minor + 1}", salt="newer")
+    cache = tmp_path / "c"
+    res = run(["-e", str(newer.tarball), "true"], cache=cache, cwd=tmp_path)
+    assert res.returncode == EXIT_GLIBC, res.stderr
+    assert f"needs glibc {major}.{minor + 1} or newer" in res.stderr
+    assert f"has glibc {have}" in res.stderr
+    assert not [p for p in cache.iterdir() if not p.name.endswith(".lock")]
+    # numeric, not lexical: 2.9 is older than 2.17 (and than this worker's)
+    for floor in (have, f"{major}.9" if minor > 9 else f"{major}.{minor}", "2.2.5"):
+        older = make_env(tmp_path / f"o{floor}", glibc=floor, salt=floor)
+        res = run(["-e", str(older.tarball), "true"], cache=cache, cwd=tmp_path)
+        assert res.returncode == 0, (floor, res.stderr)
+    # TaskVine's untarred copy is checked on its initializing call too
+    res = subprocess.run(
+        [SHELL, RUNNER, "--check", "-e", str(newer.root)], capture_output=True, text=True
+    )
+    assert res.returncode == EXIT_GLIBC, res.stderr
