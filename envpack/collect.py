@@ -21,10 +21,12 @@ Python runs envpack.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import posixpath
 import shutil
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from collections.abc import Collection as Collection_
 from dataclasses import dataclass, field
@@ -121,8 +123,7 @@ class Collector:
         self.missing: list[str] = []
         self._seen: dict[str, str] = {}
         self._bundle_needers = self._needers()
-        self.cache_tag = spec.interpreter.cache_tag
-        magic = spec.interpreter.pyc_magic
+        self.cache_tag, magic = _pyc_format(spec)
         self.hasher: relocate.SourceHasher | None = None
         if magic is not None and self.cache_tag is not None:
             self.hasher = relocate.SourceHasher(
@@ -467,6 +468,20 @@ def _is_elf(path: Path, name: str) -> bool:
         except OSError:
             return False
     return elf.is_elf(path)
+
+
+def _pyc_format(spec: Spec) -> tuple[str | None, str | None]:
+    """The target's pyc cache tag and magic (hex); this Python's for an older Spec of its
+    own version (written before the probe reported them), else None: no pycs ship."""
+    interp = spec.interpreter
+    if interp.cache_tag is not None and interp.pyc_magic is not None:
+        return interp.cache_tag, interp.pyc_magic
+    ours = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if interp.implementation == sys.implementation.name and (
+        interp.version == ours or interp.version.startswith(ours + ".")
+    ):
+        return sys.implementation.cache_tag, importlib.util.MAGIC_NUMBER.hex()
+    return None, None
 
 
 def _same_file(a: str | None, b: str | None) -> bool:

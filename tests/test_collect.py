@@ -144,3 +144,28 @@ def test_a_file_of_two_distributions_ships_once_with_its_pyc(
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout == "ab\n"
+
+
+# -- pycs of the target ------------------------------------------------------------------------
+
+
+def test_a_spec_without_the_pyc_format_ships_pycs_only_for_this_python(
+    project: Project, tmp_path: Path
+) -> None:
+    """Specs written before the probe reported cache_tag and pyc_magic still read."""
+    from envpack.collect import collect
+
+    interp = project.spec.interpreter
+    assert interp.cache_tag and interp.pyc_magic
+    old = replace(interp, cache_tag=None, pyc_magic=None)
+
+    def pycs(spec_interp: object) -> list[str]:
+        spec = replace(project.spec, interpreter=spec_interp)
+        stage = tmp_path / str(len(list(tmp_path.iterdir())))
+        return [e.arcname for e in collect(spec, stage).entries if e.arcname.endswith(".pyc")]
+
+    now = pycs(interp)
+    assert len(now) > 300 and all(f".{interp.cache_tag}.pyc" in n for n in now)
+    assert pycs(old) == now  # its own version: this Python's format is the target's
+    other = replace(old, version="3.9.18")
+    assert pycs(other) == []  # another version, format unknown: none rather than wrong ones
