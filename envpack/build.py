@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 from envpack import archive, layout, runtime
 from envpack.archive import Compression, Entry, Progress
 from envpack.collect import Collection, collect
+from envpack.elf import NotElfError, glibc_key, read_elf
 from envpack.errors import BuildError, SpecError
 from envpack.layout import MANIFEST, SPEC, SUMMARY, Record
 from envpack.spec import SCHEMA, Spec
@@ -72,6 +73,7 @@ def build(
     keep_tests: bool = False,
     keep_debug: bool = False,
     digest_cache: bool = True,
+    target_glibc: str | None = None,
 ) -> Environment:
     """Build the env for ``spec`` into ``out_dir``; instant when its hash is already there.
 
@@ -79,7 +81,8 @@ def build(
     dropped by default. ``keep_debug``: keep the debug sections of ELF files, which are
     stripped by default (envpack.collect.OBJCOPY says why). ``digest_cache``: reuse file
     digests of earlier builds, kept in ``$XDG_CACHE_HOME/envpack`` and keyed by each file's
-    stat, so a rebuild reads only what changed.
+    stat, so a rebuild reads only what changed. ``target_glibc`` ("2.28"): refuse, naming
+    every culprit, when a shipped ELF file needs a newer glibc than the oldest worker has.
     """
     if spec.schema > SCHEMA:
         raise SpecError(
@@ -99,20 +102,25 @@ def build(
             keep_tests=keep_tests,
             keep_debug=keep_debug,
         )
-        if spec.interpreter.conda:
-            # conda-pack backs conda envs: its package records and prefix knowledge
-            from envpack.conda import add_conda_records
+        try:
+            if target_glibc is not None:
+                check_glibc(spec, collection, target_glibc)
+            if spec.interpreter.conda:
+                # conda-pack backs conda envs: its package records and prefix knowledge
+                from envpack.conda import add_conda_records
 
-            add_conda_records(spec, collection)
-        return assemble(
-            spec,
-            out,
-            collection,
-            compress=compress,
-            level=level,
-            progress=progress,
-            digest_cache=digest_cache,
-        )
+                add_conda_records(spec, collection)
+            return assemble(
+                spec,
+                out,
+                collection,
+                compress=compress,
+                level=level,
+                progress=progress,
+                digest_cache=digest_cache,
+            )
+        finally:
+            collection.close()
 
 
 def assemble(
@@ -150,6 +158,39 @@ def assemble(
         lambda fh: _write(fh, compress, level, meta, collection, records, progress),
     )
     return _environment(spec, final, env_hash, records, False, collection, runner)
+
+
+def check_glibc(spec: Spec, collection: Collection, floor: str) -> None:
+    """Refuse an env whose ELF files need a glibc newer than ``floor``; name every culprit.
+
+    The build machine's glibc decides: an interpreter or library built here needs the symbol
+    versions of this glibc, and a worker with an older one fails to load it deep inside a task.
+    """
+    key = glibc_key(floor)
+    culprits: list[str] = []
+    highest = spec.glibc if spec.glibc and glibc_key(spec.glibc) > key else None
+    for arc, path in sorted(set(collection.elves)):
+        try:
+            needs = read_elf(path).glibc
+        except NotElfError:
+            continue  # shipped as it is; the analysis warned about it
+        newer = [v for v in needs if glibc_key(v) > key]
+        if newer:
+            bundled = arc.startswith("lib/") and arc.count("/") == 1
+            where = f" (bundled from {path})" if bundled else ""
+            culprits.append(f"{arc}{where}: " + ", ".join(f"GLIBC_{v}" for v in newer))
+            if highest is None or glibc_key(newer[-1]) > glibc_key(highest):
+                highest = newer[-1]
+    if highest is None:
+        return
+    listed = "\n  ".join(culprits) or f"(the Spec records glibc {spec.glibc})"
+    raise BuildError(
+        f"this environment needs glibc {highest}, newer than --target-glibc {floor}; "
+        f"{len(culprits)} shipped ELF file(s) need newer symbol versions:\n  {listed}\n"
+        f"Build on a system whose glibc is {floor} or older (EL8 has 2.28, EL9 2.34; a "
+        "container will do), with the interpreter and packages installed there, or raise "
+        "--target-glibc if no worker is older."
+    )
 
 
 def _refuse_duplicates(entries: list[Entry]) -> None:
@@ -369,6 +410,7 @@ __all__ = [
     "GroupSize",
     "assemble",
     "build",
+    "check_glibc",
     "remove_stale_parts",
     "source_size",
     "write_atomic",

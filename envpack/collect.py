@@ -11,9 +11,12 @@ minus test suites, idlelib, tkinter, turtledemo, ensurepip, lib2to3 and the stat
 ~6 MB but break on every stdlib import the static walk cannot see (compiled modules import
 Python modules invisibly, and stdlib modules import each other lazily inside functions), and
 such a break shows up only on a worker. So: whole pure-Python stdlib (robust, cheap), but only
-the lib-dynload extension modules in use (each may need a native library that the analysis
-resolved for exactly those modules). A module the Spec lists inside an excluded package (e.g.
-tkinter) brings that package back.
+the lib-dynload extension modules the Spec lists (the analysis chooses them, see
+envpack.analyzer.stdlib, and resolved the native libraries each needs). A module the Spec lists
+inside an excluded package (e.g. tkinter) brings that package back.
+
+Pycs are the target interpreter's (its cache tag and magic number, from the Spec), whichever
+Python runs envpack.
 """
 
 from __future__ import annotations
@@ -23,15 +26,13 @@ import os
 import posixpath
 import shutil
 import stat
-import struct
-import subprocess
-import tempfile
+import sys
+from collections.abc import Callable, Iterator
 from collections.abc import Collection as Collection_
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envpack import relocate, runtime
+from envpack import elf, relocate, runtime
 from envpack.archive import Entry, Link, Source, Stale, normalize_mode
 from envpack.errors import BuildError
 from envpack.layout import LINKS, RUN_IN_ENV, RUNNER, links_bytes
@@ -70,7 +71,6 @@ TEST_DIRS = frozenset({"tests", "test"})
 OBJCOPY = shutil.which("objcopy")
 
 LOCAL_PTH = "_envpack_local.pth"
-PYC_TAG = importlib.util.cache_from_source("x.py").rsplit(".", 2)[-2]  # "cpython-311"
 
 
 @dataclass
@@ -82,6 +82,15 @@ class Collection:
     warnings: list[str] = field(default_factory=list)
     dropped_files: int = 0  # distribution files left out as test suites (RECORD pycs included)
     dropped_size: int = 0  # their bytes on disk
+    elves: list[tuple[str, Path]] = field(default_factory=list)  # (arcname, source) of ELF files
+    # Called once the entries have been digested and written (stops helper processes).
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Run the clean-ups; the entries' lazy sources may not be read afterwards."""
+        for done in self.cleanup:
+            done()
+        self.cleanup.clear()
 
 
 def layout(spec: Spec) -> tuple[str, str, str]:
@@ -114,6 +123,13 @@ class Collector:
         self.missing: list[str] = []
         self._seen: dict[str, str] = {}
         self._bundle_needers = self._needers()
+        self.cache_tag, magic = _pyc_format(spec)
+        self.hasher: relocate.SourceHasher | None = None
+        if magic is not None and self.cache_tag is not None:
+            self.hasher = relocate.SourceHasher(
+                bytes.fromhex(magic), spec.interpreter.real_executable
+            )
+            self.out.cleanup.append(self.hasher.close)
 
     # -- public ------------------------------------------------------------------------------
 
@@ -144,7 +160,8 @@ class Collector:
         if not exe.is_file():
             self.missing.append(f"{exe} (the interpreter)")
             return
-        self._add(arc, 0o755, self._staged(exe, arc), "python")
+        if self._add(arc, 0o755, self._staged(exe, arc), "python"):
+            self.out.elves.append((arc, exe))
         self._add("bin/python3", 0o777, Link(self.py), "python")
         self._add("bin/python", 0o777, Link(self.py), "python")
         if interp.libpython:
@@ -169,11 +186,13 @@ class Collector:
             self.spec.interpreter.prefix,
             str(Path(self.spec.interpreter.real_executable).parent.parent),
         }
+        # lib-dynload is _dynload's: only the modules the Spec lists, each with its run path.
+        wanted_tops.discard("lib-dynload")
         skip = {t for t in STDLIB_EXCLUDED if t not in wanted_tops}
         skip |= {p.name for p in root.glob("config-*")}
         for path, rel in _walk(root, skip):
             top = rel.split("/", 1)[0]
-            if (top in STDLIB_EXCLUDED and top not in wanted_tops) or top.startswith("config-"):
+            if top in skip:
                 continue
             if any(rel.startswith(t + "/") for t in STDLIB_TEST_DIRS):
                 continue
@@ -253,7 +272,7 @@ class Collector:
                 # once, its pyc with it: only the owner of the source adds the pyc.
                 if self._add(arc, mode, path, dist.name):
                     self._pyc(path, arc, dist.name)
-            elif _is_elf(path):
+            elif _is_elf(path, name):
                 self._add_elf(arc, 0o755 if mode & 0o111 else mode, path, dist.name)
             else:
                 self._add(arc, mode, path, dist.name)
@@ -266,6 +285,10 @@ class Collector:
                 self.missing.append(f"{lib.path or lib.soname} (native library {lib.soname})")
                 continue
             arc = f"lib/{lib.soname}"
+            if self._seen.get(arc) == "python" and _same_file(
+                lib.path, self.spec.interpreter.libpython
+            ):
+                continue  # the interpreter's libpython, shipped with it already
             self._add_elf(arc, 0o755, Path(lib.path), "native")
 
     def _local(self) -> None:
@@ -325,13 +348,16 @@ class Collector:
         return True
 
     def _pyc(self, source: Path, arc: str, group: str) -> None:
-        """Ship the source's own pyc, turned unchecked-hash, when it is fresh.
+        """Ship the source's own pyc (the target's), turned unchecked-hash, when it is fresh.
 
         Freshness is decided when the entry is digested (a stale pyc raises Stale there and is
         left out: Python compiles the source in memory instead), so the digest cache, keyed by
         both files, spares a warm rebuild from reading either.
         """
-        pyc = Path(importlib.util.cache_from_source(str(source)))
+        hasher = self.hasher
+        if hasher is None:
+            return  # a Spec without the target's cache tag and magic: no pycs
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{self.cache_tag}.pyc"
         if not pyc.is_file():
             return
         pyc_arc = posixpath.join(posixpath.dirname(arc), "__pycache__", pyc.name)
@@ -339,7 +365,12 @@ class Collector:
         def load() -> bytes:
             data = source.read_bytes()
             mtime = int(source.stat().st_mtime)
-            out = relocate.pyc_unchecked(pyc.read_bytes(), data, mtime)
+            try:
+                out = relocate.pyc_unchecked(
+                    pyc.read_bytes(), data, mtime, magic=hasher.magic, source_hash=hasher
+                )
+            except OSError as exc:
+                raise Stale(f"{pyc}: {exc}") from None
             if out is None:
                 raise Stale(f"{pyc} is stale")
             return out
@@ -355,18 +386,12 @@ class Collector:
                     needers.add(os.path.realpath(path))
         return needers
 
-    def _patched(self, path: Path, arc: str) -> Path | _Stripped:
-        """The ELF, with an `$ORIGIN` RPATH to lib/ if it needs one and without debug sections.
-
-        A file that needs a new RPATH is patched into the staging dir (and stripped there); any
-        other is stripped on demand, in memory, so a warm rebuild's digest cache answers for it
-        without running objcopy (its key: the file and the objcopy binary).
-        """
-        if not {str(path), os.path.realpath(path)} & self._bundle_needers:
-            if self.objcopy is None:
-                return path
-            return _Stripped(path, self.objcopy)  # checked for debug sections when read
-        return self._staged(path, arc)
+    def _edits(self, arc: str, *, rpath: bool) -> relocate.ElfEdits:
+        """What an ELF file needs changed: an `$ORIGIN` RPATH to lib/ if asked, no debug."""
+        return relocate.ElfEdits(
+            rpath=(relocate.origin_runpath(arc),) if rpath else None,
+            strip_debug=self.objcopy,
+        )
 
     def _staged(self, path: Path, arc: str) -> Path:
         """A copy in the staging dir with `$ORIGIN/..lib` first in its RPATH, stripped.
@@ -377,87 +402,24 @@ class Collector:
         """
         staged = self.staging / arc
         staged.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            relocate.set_rpath(path, staged, [relocate.origin_runpath(arc)])
-            if self.objcopy is not None and _has_debug(staged):
-                _run_objcopy(self.objcopy, staged, staged)
-        except (ValueError, OSError) as exc:
-            raise BuildError(f"cannot set the run path of {path}: {exc}") from None
+        relocate.apply(path, staged, self._edits(arc, rpath=True))
         return staged
 
     def _add_elf(self, arc: str, mode: int, path: Path, group: str) -> None:
-        source = self._patched(path, arc)
-        if isinstance(source, _Stripped):
-            self._add(arc, mode, source, group, (path, source.objcopy))
+        """An ELF entry: patched into the staging dir when it needs a new RPATH (stripped
+        there too); otherwise stripped on demand, in memory, so a warm rebuild's digest cache
+        answers for it without running objcopy.
+        """
+        if {str(path), os.path.realpath(path)} & self._bundle_needers:
+            added = self._add(arc, mode, self._staged(path, arc), group)
+        elif self.objcopy is None:
+            added = self._add(arc, mode, path, group)
         else:
-            self._add(arc, mode, source, group)
-
-
-class _Stripped:
-    """An ELF file's bytes without its debug sections, made when asked (digest and write)."""
-
-    def __init__(self, path: Path, objcopy: Path) -> None:
-        self.path = path
-        self.objcopy = objcopy
-
-    def __call__(self) -> bytes:
-        if not _has_debug(self.path):
-            return self.path.read_bytes()
-        with tempfile.TemporaryDirectory(prefix="envpack-strip-") as tmp:
-            out = Path(tmp) / "out"
-            try:
-                _run_objcopy(self.objcopy, self.path, out)
-            except OSError as exc:
-                raise BuildError(f"cannot strip the debug sections of {self.path}: {exc}") from None
-            return out.read_bytes()
-
-
-def _run_objcopy(objcopy: Path, src: Path, dst: Path) -> None:
-    proc = subprocess.run(
-        [str(objcopy), "--strip-debug", str(src), str(dst)], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise OSError(proc.stderr.strip() or f"objcopy exited with {proc.returncode}")
-
-
-def _has_debug(path: Path) -> bool:
-    """Whether an ELF file has .debug_* sections, from its section headers alone.
-
-    A few reads with struct, not pyelftools: this runs for every ELF of a build, twice
-    (digest and write), and pyelftools took ~7 ms a file, over a second per coffea build.
-    """
-    try:
-        with open(path, "rb") as fh:
-            ident = fh.read(64)
-            if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2):
-                return False
-            if ident[4] == 2 and len(ident) < 64:
-                return False  # a truncated ELF64 header: nothing objcopy could strip
-            end = "<" if ident[5] == 1 else ">"
-            if ident[4] == 2:  # ELFCLASS64
-                (shoff,) = struct.unpack_from(end + "Q", ident, 0x28)
-                entsize, num, strndx = struct.unpack_from(end + "HHH", ident, 0x3A)
-                name_at, off_fmt, off_at = 0, end + "QQ", 0x18
-            else:
-                (shoff,) = struct.unpack_from(end + "I", ident, 0x20)
-                entsize, num, strndx = struct.unpack_from(end + "HHH", ident, 0x2E)
-                name_at, off_fmt, off_at = 0, end + "II", 0x10
-            if not shoff or not num or strndx >= num or entsize < off_at + 16:
-                return False
-            fh.seek(shoff)
-            table = fh.read(entsize * num)
-            if len(table) < entsize * num:
-                return False
-            str_off, str_size = struct.unpack_from(off_fmt, table, strndx * entsize + off_at)
-            fh.seek(str_off)
-            names = fh.read(min(str_size, 1 << 20))
-    except OSError:
-        return False
-    for i in range(num):
-        (name,) = struct.unpack_from(end + "I", table, i * entsize + name_at)
-        if names.startswith(b".debug_", name):
-            return True
-    return False
+            keep = self.staging / ".edited" / arc
+            edited = relocate.EditedElf(path, self._edits(arc, rpath=False), keep)
+            added = self._add(arc, mode, edited, group, edited.inputs)
+        if added:
+            self.out.elves.append((arc, path))
 
 
 def _reached_test_dirs(spec: Spec) -> set[str]:
@@ -497,18 +459,33 @@ def _is_under(path: str, root: Path) -> bool:
     return True
 
 
-def _is_elf(path: Path) -> bool:
-    if not path.name.endswith(".so") and ".so." not in path.name:
+def _is_elf(path: Path, name: str) -> bool:
+    """An ELF file by name (``*.so``, ``*.so.*``) or, for other names, when executable."""
+    if not name.endswith(".so") and ".so." not in name:
         try:
             if not os.access(path, os.X_OK):
                 return False
         except OSError:
             return False
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == b"\x7fELF"
-    except OSError:
-        return False
+    return elf.is_elf(path)
+
+
+def _pyc_format(spec: Spec) -> tuple[str | None, str | None]:
+    """The target's pyc cache tag and magic (hex); this Python's for an older Spec of its
+    own version (written before the probe reported them), else None: no pycs ship."""
+    interp = spec.interpreter
+    if interp.cache_tag is not None and interp.pyc_magic is not None:
+        return interp.cache_tag, interp.pyc_magic
+    ours = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if interp.implementation == sys.implementation.name and (
+        interp.version == ours or interp.version.startswith(ours + ".")
+    ):
+        return sys.implementation.cache_tag, importlib.util.MAGIC_NUMBER.hex()
+    return None, None
+
+
+def _same_file(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and os.path.realpath(a) == os.path.realpath(b)
 
 
 def _walk(root: Path, skip_top: Collection_[str] = ()) -> Iterator[tuple[Path, str]]:

@@ -1,19 +1,31 @@
-"""The only place that writes changes into copied files: ELF run paths, shebangs, sysconfig data.
+"""The only place that writes changes into copied files: ELF files, shebangs, sysconfig data, pycs.
 
-Analysis (envpack.analyzer.native) only reads ELF; this module only writes, so every change made
-to a shipped file can be found here. Everything is relocatable by construction: nothing needs
-rewriting after unpacking.
+Analysis (envpack.analyzer.native) only reads ELF, through envpack.elf; this module only writes,
+so every change made to a shipped file can be found here. As in auditwheel's lddtree/patcher
+split, the collector queues what an ELF file needs (ElfEdits: a new run path, stripped debug
+sections) and one function applies it (apply, or EditedElf for bytes made on demand).
+Everything is relocatable by construction: nothing needs rewriting after unpacking.
 """
 
 from __future__ import annotations
 
+import _imp
 import importlib.util
 import posixpath
 import pprint
 import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import lief
+
+from envpack import elf
+from envpack.errors import BuildError
 
 PYC_FLAGS_UNCHECKED_HASH = (0b01).to_bytes(4, "little")
 
@@ -24,8 +36,85 @@ def origin_runpath(arcname: str, lib_dir: str = "lib") -> str:
     return "$ORIGIN" if rel == "." else f"$ORIGIN/{rel}"
 
 
-def set_rpath(src: Path, dst: Path, first: list[str]) -> None:
-    """Copy ELF ``src`` to ``dst`` with DT_RPATH = ``first`` + its own `$ORIGIN` entries.
+# ---------------------------------------------------------------------------------------------
+# ELF files
+
+
+@dataclass(frozen=True)
+class ElfEdits:
+    """The changes queued for one ELF file; apply() makes them all, in a fixed order.
+
+    ``rpath``: DT_RPATH to put first, followed by the file's own `$ORIGIN` entries (None: run
+    paths untouched). ``strip_debug``: the objcopy to remove debug sections with (None: kept).
+    """
+
+    rpath: tuple[str, ...] | None = None
+    strip_debug: Path | None = None
+
+    def __bool__(self) -> bool:
+        return self.rpath is not None or self.strip_debug is not None
+
+
+def apply(src: Path, dst: Path, edits: ElfEdits) -> None:
+    """Write ``src`` with ``edits`` applied to ``dst``; BuildError naming the file on failure.
+
+    Run path first (lief), then debug sections (objcopy), each step skipped when it has
+    nothing to do; with no edits this is a plain copy.
+    """
+    current = src
+    if edits.rpath is not None:
+        try:
+            _set_rpath(src, dst, list(edits.rpath))
+        except (ValueError, OSError, elf.NotElfError) as exc:
+            raise BuildError(f"cannot set the run path of {src}: {exc}") from None
+        current = dst
+    if edits.strip_debug is not None and elf.has_debug(current):
+        try:
+            _strip_debug(edits.strip_debug, current, dst)
+        except OSError as exc:
+            raise BuildError(f"cannot strip the debug sections of {src}: {exc}") from None
+        current = dst
+    if current == src:
+        shutil.copyfile(src, dst)
+
+
+class EditedElf:
+    """An ELF file's bytes with edits applied, made when asked (digest, then write).
+
+    A source of this kind lets a warm rebuild's digest cache answer for the file (its key: the
+    file and the objcopy binary) without running objcopy; a file with nothing to strip is read
+    as it is. With ``keep`` (a path in the build's staging dir), the edited file made for the
+    digest is kept there and read again by the writer, so objcopy runs once per file.
+    """
+
+    def __init__(self, path: Path, edits: ElfEdits, keep: Path | None = None) -> None:
+        self.path = path
+        self.edits = edits
+        self.keep = keep
+
+    @property
+    def inputs(self) -> tuple[Path, ...]:
+        """The files these bytes are a function of: the digest cache's key."""
+        tools = (self.edits.strip_debug,) if self.edits.strip_debug is not None else ()
+        return (self.path, *tools)
+
+    def __call__(self) -> bytes:
+        if self.keep is not None and self.keep.is_file():
+            return self.keep.read_bytes()
+        if self.edits.rpath is None and not elf.has_debug(self.path):
+            return self.path.read_bytes()
+        if self.keep is not None:
+            self.keep.parent.mkdir(parents=True, exist_ok=True)
+            apply(self.path, self.keep, self.edits)
+            return self.keep.read_bytes()
+        with tempfile.TemporaryDirectory(prefix="envpack-edit-") as tmp:
+            out = Path(tmp) / "out"
+            apply(self.path, out, self.edits)
+            return out.read_bytes()
+
+
+def _set_rpath(src: Path, dst: Path, first: list[str]) -> None:
+    """Write ``src`` to ``dst`` with DT_RPATH = ``first`` + its own `$ORIGIN` entries.
 
     Absolute entries of the build machine are dropped (they must never be searched on a worker);
     `$ORIGIN`-relative ones the file already had (numpy's ``$ORIGIN/../numpy.libs``) are kept.
@@ -33,12 +122,13 @@ def set_rpath(src: Path, dst: Path, first: list[str]) -> None:
     it, and clusters often export LD_LIBRARY_PATH (``module load python``) naming another
     libpython of the same soname. The env's own libraries must win there too.
     """
+    own = elf.read_elf(src).run_path
     lief.logging.disable()
     binary = lief.parse(str(src))
     if binary is None or not isinstance(binary, lief.ELF.Binary):
         raise ValueError(f"{src}: not an ELF file lief can read")
     tags = lief.ELF.DynamicEntry.TAG
-    kept = [p for p in _paths(binary) if p.startswith(("$ORIGIN", "${ORIGIN}"))]
+    kept = [p for p in own if p.startswith(("$ORIGIN", "${ORIGIN}"))]
     binary.remove(tags.RUNPATH)
     binary.remove(tags.RPATH)
     ordered = list(dict.fromkeys(first + kept))
@@ -46,25 +136,16 @@ def set_rpath(src: Path, dst: Path, first: list[str]) -> None:
     binary.write(str(dst))
 
 
-def runpath_of(path: Path) -> list[str]:
-    """The RUNPATH (or RPATH) entries of an ELF file, for tests and `verify`."""
-    lief.logging.disable()
-    binary = lief.parse(str(path))
-    if binary is None or not isinstance(binary, lief.ELF.Binary):
-        return []
-    return _paths(binary)
+def _strip_debug(objcopy: Path, src: Path, dst: Path) -> None:
+    proc = subprocess.run(
+        [str(objcopy), "--strip-debug", str(src), str(dst)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise OSError(proc.stderr.strip() or f"objcopy exited with {proc.returncode}")
 
 
-def _paths(binary: lief.ELF.Binary) -> list[str]:
-    """RUNPATH entries, else RPATH entries (ld.so ignores RPATH when RUNPATH is present)."""
-    tags = lief.ELF.DynamicEntry.TAG
-    runpath = binary.get(tags.RUNPATH)
-    if isinstance(runpath, lief.ELF.DynamicEntryRunPath):
-        return [p for p in str(runpath.runpath).split(":") if p]
-    rpath = binary.get(tags.RPATH)
-    if isinstance(rpath, lief.ELF.DynamicEntryRpath):
-        return [p for p in str(rpath.rpath).split(":") if p]
-    return []
+# ---------------------------------------------------------------------------------------------
+# Scripts and text files
 
 
 _PY_SHEBANG = re.compile(rb"^#![^\n]*python[0-9.]*[^\n]*\n")
@@ -125,14 +206,108 @@ def sysconfigdata(text: str, build_prefixes: list[str]) -> str:
     )
 
 
-def pyc_unchecked(pyc: bytes, source: bytes, source_mtime: int | None = None) -> bytes | None:
+# ---------------------------------------------------------------------------------------------
+# pycs
+
+
+_HASH_SAMPLE = b"# envpack: which algorithm does the target's source_hash use?\n"
+# Runs in the target: hashes length-prefixed sources from stdin until it closes.
+_HASH_SERVER = r"""
+import sys, importlib.util
+r, w = sys.stdin.buffer, sys.stdout.buffer
+while True:
+    n = r.read(8)
+    if len(n) < 8:
+        break
+    w.write(importlib.util.source_hash(r.read(int.from_bytes(n, "little"))))
+    w.flush()
+"""
+
+
+class SourceHasher:
+    """``importlib.util.source_hash`` as the target interpreter computes it (PEP 552).
+
+    The hash is keyed by the target's magic number, and its algorithm changed in 3.11
+    (SipHash-2-4 became SipHash-1-3), so this Python cannot always compute it. When it gives
+    the target's answer for a sample, it computes every hash itself; otherwise the target
+    hashes each source, in one subprocess started on first use (for a 3.8-3.10 target).
+    Thread-safe: the digest step calls it from a few threads.
+    """
+
+    def __init__(self, magic: bytes, python: str | None) -> None:
+        self.magic = magic
+        self.python = python
+        self._key = int.from_bytes(magic, "little")  # importlib's _RAW_MAGIC_NUMBER
+        self._local: bool | None = True if magic == importlib.util.MAGIC_NUMBER else None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, source: bytes) -> bytes:
+        if self._local:
+            return _imp.source_hash(self._key, source)
+        with self._lock:
+            if self._local is None:
+                sample = self._ask(_HASH_SAMPLE)
+                self._local = sample == _imp.source_hash(self._key, _HASH_SAMPLE)
+                if self._local:
+                    self._close()
+            if self._local:
+                return _imp.source_hash(self._key, source)
+            return self._ask(source)
+
+    def _ask(self, source: bytes) -> bytes:
+        if self._proc is None:
+            if self.python is None:
+                raise OSError("no target interpreter to compute source hashes with")
+            self._proc = subprocess.Popen(
+                [self.python, "-I", "-S", "-c", _HASH_SERVER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        try:
+            self._proc.stdin.write(len(source).to_bytes(8, "little") + source)
+            self._proc.stdin.flush()
+            answer = self._proc.stdout.read(8)
+        except OSError:
+            answer = b""
+        if len(answer) != 8:
+            self._close()
+            raise OSError(f"{self.python} did not answer a source hash")
+        return answer
+
+    def close(self) -> None:
+        """Stop the target subprocess, if one was started."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def pyc_unchecked(
+    pyc: bytes,
+    source: bytes,
+    source_mtime: int | None = None,
+    *,
+    magic: bytes = importlib.util.MAGIC_NUMBER,
+    source_hash: Callable[[bytes], bytes] = importlib.util.source_hash,
+) -> bytes | None:
     """A timestamp pyc turned into an unchecked-hash pyc (PEP 552), or None if it is stale.
 
     Archive members all get one fixed mtime, so timestamp pycs would never match their sources
     and Python would recompile every module on every start; an unchecked-hash pyc is valid
-    wherever the env lands. The code object is kept byte for byte.
+    wherever the env lands. The code object is kept byte for byte. ``magic`` and
+    ``source_hash`` are the target interpreter's (default: this one's; see SourceHasher).
     """
-    if len(pyc) < 16 or pyc[:4] != importlib.util.MAGIC_NUMBER:
+    if len(pyc) < 16 or pyc[:4] != magic:
         return None
     flags = int.from_bytes(pyc[4:8], "little")
     if flags == 0:  # timestamp pyc: stale unless mtime and size match, as importlib checks
@@ -142,17 +317,20 @@ def pyc_unchecked(pyc: bytes, source: bytes, source_mtime: int | None = None) ->
             source_mtime & 0xFFFFFFFF
         ):
             return None
-    elif pyc[8:16] != importlib.util.source_hash(source):
+    digest = source_hash(source)
+    if flags != 0 and pyc[8:16] != digest:
         return None
-    return pyc[:4] + PYC_FLAGS_UNCHECKED_HASH + importlib.util.source_hash(source) + pyc[16:]
+    return pyc[:4] + PYC_FLAGS_UNCHECKED_HASH + digest + pyc[16:]
 
 
 __all__ = [
+    "EditedElf",
+    "ElfEdits",
+    "SourceHasher",
+    "apply",
     "origin_runpath",
     "pyc_unchecked",
     "relocate_script",
-    "runpath_of",
-    "set_rpath",
     "sysconfigdata",
     "trampoline",
 ]

@@ -39,6 +39,11 @@ class Interpreter:
     machine: str  # platform.machine()
     conda: bool  # the prefix is a conda environment (conda-meta/ present)
     sys_path: tuple[str, ...] = ()  # sys.path of the target, without the script dir
+    # The target's pyc naming and format (a Spec made for 3.9 by envpack on 3.11 ships 3.9's
+    # pycs): sys.implementation.cache_tag ("cpython-39") and importlib's MAGIC_NUMBER, in hex.
+    # None in Specs written before they were probed: then no pycs are shipped.
+    cache_tag: str | None = None
+    pyc_magic: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from envpack.analyzer.interpreter import probe
 from envpack.archive import Entry
 from envpack.build import PART_GLOB, Environment, assemble, build
 from envpack.collect import collect
+from envpack.elf import has_debug, read_elf
 from envpack.errors import BuildError, SpecError
 from envpack.layout import MANIFEST, SUMMARY
-from envpack.relocate import runpath_of
 from envpack.spec import Distribution, LocalFile, NativeLib, Spec, StdlibModule
 from tests.wheels import build_wheel
 
@@ -297,6 +297,22 @@ def test_only_the_spec_distributions_ship(built: Environment, unpacked: Path) ->
     assert groups["PyYAML"].version == "6.0.2" and groups["PyYAML"].files > 10
 
 
+def test_only_the_spec_lib_dynload_modules_ship(
+    project: Project, built: Environment, unpacked: Path
+) -> None:
+    """lib-dynload is the Spec's list (the analysis decides), each file gone through the writer.
+
+    It once shipped whole, unstripped and unpatched, as part of the pure-Python stdlib walk.
+    """
+    listed = {Path(m.path).name for m in project.spec.stdlib if m.path}
+    shipped = {p.name for p in (unpacked / "lib" / PY / "lib-dynload").iterdir()}
+    assert shipped == listed
+    assert not any(n.startswith("_testcapi") for n in shipped)
+    if shutil.which("objcopy"):
+        for name in shipped:
+            assert not has_debug(unpacked / "lib" / PY / "lib-dynload" / name), name
+
+
 # -- self-contained and relocatable ------------------------------------------------------------
 
 
@@ -326,9 +342,9 @@ def test_shipped_libpython_is_loaded_not_the_system_one(project: Project, unpack
 
 
 def test_elf_run_paths_are_origin_relative(unpacked: Path) -> None:
-    assert runpath_of(unpacked / "bin" / PY) == ["$ORIGIN/../lib"]
+    assert read_elf(unpacked / "bin" / PY).run_path == ("$ORIGIN/../lib",)
     ext = next((unpacked / "lib" / PY / "site-packages").glob("fxnative*.so"))
-    assert runpath_of(ext) == ["$ORIGIN/../.."]  # site-packages -> lib/
+    assert read_elf(ext).run_path == ("$ORIGIN/../..",)  # site-packages -> lib/
 
 
 def test_console_script_trampoline_after_moving(
@@ -771,11 +787,9 @@ def test_two_builds_with_a_warm_digest_cache_are_byte_identical(
 
 
 def test_has_debug_reads_section_headers(project: Project, tmp_path: Path) -> None:
-    from envpack.collect import _has_debug
-
     spec = _debug_build(project, tmp_path)
     so = tmp_path / "site" / "dbgmod" / "_dbg.so"
-    assert _has_debug(so)
+    assert has_debug(so)
     plain = tmp_path / "plain.so"
     _run(
         "gcc",
@@ -786,12 +800,12 @@ def test_has_debug_reads_section_headers(project: Project, tmp_path: Path) -> No
         tmp_path / "dbg.c",
         f"-I{sysconfig.get_paths()['include']}",
     )
-    assert not _has_debug(plain)
+    assert not has_debug(plain)
     (tmp_path / "text.so").write_text("not an ELF file at all, but long enough " * 4)
-    assert not _has_debug(tmp_path / "text.so")
+    assert not has_debug(tmp_path / "text.so")
     (tmp_path / "short").write_bytes(b"\x7fELF\x02\x01")
-    assert not _has_debug(tmp_path / "short")
-    assert not _has_debug(tmp_path / "absent")
+    assert not has_debug(tmp_path / "short")
+    assert not has_debug(tmp_path / "absent")
     assert spec.distributions[-1].name == "dbgmod"
 
 
@@ -808,3 +822,39 @@ def test_the_name_is_the_content_not_how_the_build_was_invoked(
     with tarfile.open(again.path) as tar:
         member = tar.extractfile(".envpack/spec.json")
         assert member is not None and b"analyzed another way" in member.read()
+
+
+# -- the glibc floor ---------------------------------------------------------------------------
+
+
+def test_target_glibc_names_every_culprit(project: Project, tmp_path: Path) -> None:
+    """A distribution's library needing GLIBC_2.25 (getrandom) and the interpreter itself."""
+    from tests.analyzer.ccompile import compile_c
+
+    site = tmp_path / "site"
+    so = compile_c("uses_getrandom.c", site / "grmod" / "_gr.so")
+    (site / "grmod" / "__init__.py").write_text("")
+    files = ("grmod/__init__.py", "grmod/_gr.so")
+    dist = Distribution(
+        name="grmod", version="1.0", location=str(site), files=files,
+        size=sum((site / f).stat().st_size for f in files), modules=("grmod",), why=("proc",),
+    )  # fmt: skip
+    spec = replace(project.spec, distributions=(*project.spec.distributions, dist))
+    arc = f"lib/{PY}/site-packages/grmod/_gr.so"
+    assert "2.25" in read_elf(so).glibc
+    with pytest.raises(BuildError) as excinfo:
+        build(spec, tmp_path / "old", level=1, target_glibc="2.24")
+    message = str(excinfo.value)
+    assert "newer than --target-glibc 2.24" in message
+    lines = [line.strip() for line in message.splitlines()]
+    assert f"{arc}: GLIBC_2.25" in lines
+    needs = read_elf(os.path.realpath(project.spec.interpreter.real_executable)).glibc
+    newer = [v for v in needs if tuple(map(int, v.split("."))) > (2, 24)]
+    assert f"bin/{PY}: " + ", ".join(f"GLIBC_{v}" for v in newer) in lines
+    assert not list((tmp_path / "old").glob("envpack-*"))
+    # Floors at or above every need build; without one nothing is checked.
+    highest = max(
+        (v for a, p in collect(spec, tmp_path / "stage").elves for v in read_elf(p).glibc),
+        key=lambda v: tuple(map(int, v.split("."))),
+    )
+    assert build(spec, tmp_path / "ok", level=1, target_glibc=highest).path.is_file()

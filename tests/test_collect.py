@@ -15,7 +15,8 @@ import pytest
 
 from envpack.analyzer.api import analyze
 from envpack.build import build
-from envpack.collect import PYC_TAG, _has_debug, layout
+from envpack.collect import layout
+from envpack.elf import has_debug
 from envpack.layout import MANIFEST
 from envpack.spec import Distribution
 from tests.test_build import Project, make_project
@@ -43,7 +44,7 @@ def _elf64_header(length: int) -> bytes:
 def test_truncated_elf64_header_is_not_strippable(tmp_path: Path, length: int) -> None:
     path = tmp_path / "trunc.so"
     path.write_bytes(_elf64_header(length))
-    assert not _has_debug(path)
+    assert not has_debug(path)
 
 
 @pytest.mark.skipif(shutil.which("objcopy") is None, reason="needs binutils' objcopy")
@@ -120,7 +121,7 @@ def test_a_file_of_two_distributions_ships_once_with_its_pyc(
             assert "fxpk/__init__.py" in dist.files
     site_arc = layout(spec)[2]
     source = f"{site_arc}/fxpk/__init__.py"
-    pyc = f"{site_arc}/fxpk/__pycache__/__init__.{PYC_TAG}.pyc"
+    pyc = f"{site_arc}/fxpk/__pycache__/__init__.{spec.interpreter.cache_tag}.pyc"
 
     env = build(spec, tmp_path / "out", level=1, digest_cache=False)
     with tarfile.open(env.path) as tar:
@@ -143,3 +144,28 @@ def test_a_file_of_two_distributions_ships_once_with_its_pyc(
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout == "ab\n"
+
+
+# -- pycs of the target ------------------------------------------------------------------------
+
+
+def test_a_spec_without_the_pyc_format_ships_pycs_only_for_this_python(
+    project: Project, tmp_path: Path
+) -> None:
+    """Specs written before the probe reported cache_tag and pyc_magic still read."""
+    from envpack.collect import collect
+
+    interp = project.spec.interpreter
+    assert interp.cache_tag and interp.pyc_magic
+    old = replace(interp, cache_tag=None, pyc_magic=None)
+
+    def pycs(spec_interp: object) -> list[str]:
+        spec = replace(project.spec, interpreter=spec_interp)
+        stage = tmp_path / str(len(list(tmp_path.iterdir())))
+        return [e.arcname for e in collect(spec, stage).entries if e.arcname.endswith(".pyc")]
+
+    now = pycs(interp)
+    assert len(now) > 300 and all(f".{interp.cache_tag}.pyc" in n for n in now)
+    assert pycs(old) == now  # its own version: this Python's format is the target's
+    other = replace(old, version="3.9.18")
+    assert pycs(other) == []  # another version, format unknown: none rather than wrong ones

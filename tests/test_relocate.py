@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _imp
 import importlib.util
+import os
 import py_compile
 import shutil
 import subprocess
@@ -13,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from envpack import relocate
+from envpack.elf import has_debug, read_elf
+from envpack.errors import BuildError
 
 
 def _gcc(*args: str | Path) -> None:
@@ -42,12 +46,13 @@ def test_set_rpath_makes_it_relocatable(elf_pair: tuple[Path, Path], tmp_path: P
     env = tmp_path / "env"
     (env / "bin").mkdir(parents=True)
     (env / "lib").mkdir()
-    relocate.set_rpath(exe, env / "bin" / "main", [relocate.origin_runpath("bin/main")])
+    edits = relocate.ElfEdits(rpath=(relocate.origin_runpath("bin/main"),))
+    relocate.apply(exe, env / "bin" / "main", edits)
     (env / "bin" / "main").chmod(0o755)
     shutil.copy(lib, env / "lib" / "libbar.so")
     shutil.rmtree(lib.parent)  # the build machine's dir is gone
     # the absolute entry is dropped, the $ORIGIN one kept after ours; written as DT_RPATH
-    assert relocate.runpath_of(env / "bin" / "main") == ["$ORIGIN/../lib", "$ORIGIN/../extra"]
+    assert read_elf(env / "bin" / "main").rpath == ("$ORIGIN/../lib", "$ORIGIN/../extra")
     res = subprocess.run([str(env / "bin" / "main")], env={})
     assert res.returncode == 7
     out = subprocess.run(
@@ -59,17 +64,17 @@ def test_set_rpath_makes_it_relocatable(elf_pair: tuple[Path, Path], tmp_path: P
 
 def test_set_rpath_is_deterministic(elf_pair: tuple[Path, Path], tmp_path: Path) -> None:
     exe, _ = elf_pair
-    relocate.set_rpath(exe, tmp_path / "a", ["$ORIGIN"])
-    relocate.set_rpath(exe, tmp_path / "b", ["$ORIGIN"])
+    relocate.apply(exe, tmp_path / "a", relocate.ElfEdits(rpath=("$ORIGIN",)))
+    relocate.apply(exe, tmp_path / "b", relocate.ElfEdits(rpath=("$ORIGIN",)))
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
 
 
 def test_set_rpath_refuses_non_elf(tmp_path: Path) -> None:
     fake = tmp_path / "fake.so"
     fake.write_bytes(b"not an elf file at all")
-    with pytest.raises(ValueError, match="not an ELF"):
-        relocate.set_rpath(fake, tmp_path / "out.so", ["$ORIGIN"])
-    assert relocate.runpath_of(fake) == []
+    with pytest.raises(BuildError, match=f"{fake}.*not an ELF"):
+        relocate.apply(fake, tmp_path / "out.so", relocate.ElfEdits(rpath=("$ORIGIN",)))
+    assert not (tmp_path / "out.so").exists()
 
 
 def test_origin_runpath() -> None:
@@ -127,3 +132,139 @@ def test_pyc_unchecked(tmp_path: Path) -> None:
     assert relocate.pyc_unchecked(data, b"X = 22\n", mtime) is None  # size differs: stale
     assert relocate.pyc_unchecked(data, src.read_bytes(), mtime + 5) is None  # mtime differs
     assert relocate.pyc_unchecked(b"junk", b"", None) is None
+
+
+# -- the one ELF writer: queued edits, applied together ----------------------------------------
+
+
+@pytest.fixture
+def debug_exe(elf_pair: tuple[Path, Path], tmp_path: Path) -> Path:
+    """``main`` again, built with -g (DWARF sections) and the same two RPATH entries."""
+    if shutil.which("objcopy") is None:
+        pytest.skip("needs binutils' objcopy")
+    _, lib = elf_pair
+    out = tmp_path / "build" / "main-g"
+    _gcc(
+        "-g", "-o", out, tmp_path / "main.c", f"-L{lib.parent}", "-lbar",
+        f"-Wl,-rpath,{lib.parent}:$ORIGIN/../extra", "-Wl,--disable-new-dtags",
+    )  # fmt: skip
+    assert has_debug(out)
+    return out
+
+
+def test_apply_sets_the_run_path_and_strips_in_one_go(
+    debug_exe: Path, elf_pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    objcopy = Path(shutil.which("objcopy") or "objcopy")
+    env = tmp_path / "env"
+    (env / "bin").mkdir(parents=True)
+    (env / "lib").mkdir()
+    edits = relocate.ElfEdits(rpath=("$ORIGIN/../lib",), strip_debug=objcopy)
+    relocate.apply(debug_exe, env / "bin" / "main", edits)
+    out = env / "bin" / "main"
+    assert read_elf(out).rpath == ("$ORIGIN/../lib", "$ORIGIN/../extra")
+    assert not has_debug(out) and out.stat().st_size < debug_exe.stat().st_size
+    shutil.copy(elf_pair[1], env / "lib" / "libbar.so")
+    out.chmod(0o755)
+    assert subprocess.run([str(out)], env={}).returncode == 7
+    # The same edits made on demand, in memory, give the same bytes.
+    edited = relocate.EditedElf(debug_exe, edits)
+    assert edited() == out.read_bytes()
+    assert edited.inputs == (debug_exe, objcopy)
+    # Kept in the staging dir: made once (digest), then read back (write).
+    kept = relocate.EditedElf(debug_exe, edits, tmp_path / "stage" / "bin" / "main")
+    assert kept() == out.read_bytes() == (tmp_path / "stage" / "bin" / "main").read_bytes()
+    os.utime(kept.keep, ns=(1, 1))  # type: ignore[arg-type]
+    assert kept() == out.read_bytes() and kept.keep.stat().st_mtime_ns == 1  # type: ignore[union-attr]
+
+
+def test_edited_elf_with_nothing_to_strip_is_the_file(elf_pair: tuple[Path, Path]) -> None:
+    exe, _ = elf_pair
+    objcopy = Path(shutil.which("objcopy") or "/nonexistent/objcopy")
+    assert not has_debug(exe)
+    assert relocate.EditedElf(exe, relocate.ElfEdits(strip_debug=objcopy))() == exe.read_bytes()
+    assert not relocate.ElfEdits()
+
+
+def test_apply_names_the_file_when_objcopy_fails(debug_exe: Path, tmp_path: Path) -> None:
+    false = Path(shutil.which("false") or "/bin/false")
+    with pytest.raises(BuildError, match=f"cannot strip the debug sections of {debug_exe}"):
+        relocate.apply(debug_exe, tmp_path / "out", relocate.ElfEdits(strip_debug=false))
+
+
+# -- pycs of another Python ------------------------------------------------------------------
+
+PYENV = Path("/root/.pyenv/versions")
+
+
+def _pyenv(minor: int) -> Path:
+    found = sorted(PYENV.glob(f"3.{minor}.*/bin/python3"))
+    if not found:
+        pytest.skip(f"no Python 3.{minor} under {PYENV}")
+    return found[-1]
+
+
+def _target_facts(python: Path, source: bytes) -> tuple[bytes, bytes]:
+    code = (
+        "import importlib.util, sys\n"
+        "src = sys.stdin.buffer.read()\n"
+        "sys.stdout.write(importlib.util.MAGIC_NUMBER.hex() + ' ' + "
+        "importlib.util.source_hash(src).hex())\n"
+    )
+    out = subprocess.run(
+        [str(python), "-I", "-c", code], input=source, capture_output=True, check=True
+    ).stdout.split()
+    return bytes.fromhex(out[0].decode()), bytes.fromhex(out[1].decode())
+
+
+@pytest.mark.parametrize("minor", [8, 12])
+def test_source_hasher_gives_the_targets_hash(minor: int) -> None:
+    python = _pyenv(minor)
+    source = b"X = 1\n" * 100
+    magic, expected = _target_facts(python, source)
+    hasher = relocate.SourceHasher(magic, str(python))
+    try:
+        assert hasher(source) == expected
+        assert hasher(b"") == _target_facts(python, b"")[1]
+        if minor < 11:
+            # SipHash-2-4 before 3.11: this Python's own keyed hash would be wrong.
+            assert _imp.source_hash(int.from_bytes(magic, "little"), source) != expected
+    finally:
+        hasher.close()
+
+
+def test_source_hasher_without_a_target_fails_clearly() -> None:
+    hasher = relocate.SourceHasher(bytes.fromhex("550d0d0a"), None)
+    with pytest.raises(OSError, match="no target interpreter"):
+        hasher(b"x")
+
+
+def test_pyc_unchecked_for_another_python(tmp_path: Path) -> None:
+    python = _pyenv(8)
+    src = tmp_path / "mod.py"
+    src.write_text("X = 1\n")
+    subprocess.run([str(python), "-m", "py_compile", str(src)], check=True)
+    (pyc,) = (tmp_path / "__pycache__").glob("mod.cpython-38.pyc")
+    magic, expected = _target_facts(python, src.read_bytes())
+    hasher = relocate.SourceHasher(magic, str(python))
+    try:
+        data = pyc.read_bytes()
+        mtime = int(src.stat().st_mtime)
+        assert relocate.pyc_unchecked(data, src.read_bytes(), mtime) is None  # not our magic
+        out = relocate.pyc_unchecked(data, src.read_bytes(), mtime, magic=magic, source_hash=hasher)
+    finally:
+        hasher.close()
+    assert out is not None and out[8:16] == expected and out[16:] == data[16:]
+    cached = tmp_path / "__pycache__" / "mod.cpython-38.pyc"
+    check = "import sys; sys.path.insert(0, '.'); import mod; print(mod.X)"
+    cmd = [str(python), "-I", "--check-hash-based-pycs", "always", "-c", check]
+    # A wrong hash is noticed under "always": Python recompiles and rewrites the pyc...
+    wrong = out[:8] + bytes(8) + out[16:]
+    cached.write_bytes(wrong)
+    subprocess.run(cmd, cwd=tmp_path, capture_output=True, check=True)
+    assert cached.read_bytes() != wrong
+    # ...ours is accepted as it is.
+    cached.write_bytes(out)
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert res.stdout == "1\n"
+    assert cached.read_bytes() == out

@@ -22,6 +22,7 @@ from envpack.analyzer.distributions import (
 )
 from envpack.analyzer.imports import check_root, find_imports
 from envpack.analyzer.interpreter import Target, probe
+from envpack.analyzer.stdlib import unreached_extensions
 from envpack.errors import UsageError
 from envpack.spec import (
     Distribution,
@@ -110,6 +111,9 @@ def analyze(
                 warnings.append(f"{mod.path}: on sys.path but in no distribution's RECORD")
             continue
         choose(owner, name, chain)
+
+    # lib-dynload modules the walk did not reach still ship (envpack.analyzer.stdlib says why).
+    stdlib += unreached_extensions(target, {m.name for m in stdlib})
 
     for hint in graph.hint_misses:
         dist = index.get(hint.target)

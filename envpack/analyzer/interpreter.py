@@ -15,6 +15,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from envpack.spec import Interpreter
 
 # Runs in the target: stdlib only, and no syntax or API newer than 3.8.
 _PROBE = r"""
-import json, os, platform, sys, sysconfig, importlib.machinery
+import json, os, platform, sys, sysconfig, importlib.machinery, importlib.util
 libpython = None
 if sysconfig.get_config_var("Py_ENABLE_SHARED"):
     name = sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY")
@@ -80,6 +81,8 @@ result = json.dumps({
     "builtin_module_names": sorted(sys.builtin_module_names),
     "extension_suffixes": suffixes,
     "version_info": list(sys.version_info[:3]),
+    "cache_tag": sys.implementation.cache_tag,
+    "pyc_magic": importlib.util.MAGIC_NUMBER.hex(),
 })
 # sys.__stdout__: a sitecustomize may have replaced sys.stdout.
 out = sys.__stdout__
@@ -126,6 +129,58 @@ class Target:
 
 _cache: dict[str, Target] = {}
 
+# Activation variables, innermost first: `source venv/bin/activate` on top of an active conda
+# env sets VIRTUAL_ENV and leaves CONDA_PREFIX, and the venv is what the user works in.
+_ACTIVE = ("VIRTUAL_ENV", "CONDA_PREFIX")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The target interpreter to analyze for, and why that one (for the CLI to say)."""
+
+    python: str  # absolute path of the binary
+    source: str  # "--python", "$VIRTUAL_ENV", "$CONDA_PREFIX" or "envpack's own"
+
+    @property
+    def reason(self) -> str:
+        if self.source == "--python":
+            return "from --python"
+        if self.source.startswith("$"):
+            return f"the active {self.source}"
+        return "envpack's own: no other venv or conda env is active"
+
+
+def choose(
+    python: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Choice:
+    """The interpreter to analyze for: ``python`` if given, else the active environment's.
+
+    As venv-pack and conda-pack do, an activated venv (``$VIRTUAL_ENV``) or conda env
+    (``$CONDA_PREFIX``) is the default target when envpack itself runs from another prefix
+    (pipx, a tools venv); when envpack runs inside the active env, or none is active, the
+    target is the interpreter running envpack.
+    """
+    if python is not None:
+        return Choice(_resolve(python), "--python")
+    env = os.environ if environ is None else environ
+    own = os.path.realpath(sys.prefix)
+    for var in _ACTIVE:
+        prefix = env.get(var)
+        if not prefix:
+            continue
+        if os.path.realpath(prefix) == own:
+            break  # envpack runs inside the active env: its own interpreter is the target
+        if not Path(prefix).is_dir() or not any(
+            (Path(prefix) / "bin" / name).exists() for name in ("python3", "python")
+        ):
+            raise UsageError(
+                f"${var} is {prefix}, which holds no bin/python: activate a working "
+                "environment, unset the variable, or pass --python"
+            )
+        return Choice(_resolve(prefix), f"${var}")
+    return Choice(sys.executable, "envpack's own")
+
 
 def probe(python: str | os.PathLike[str] | None = None) -> Target:
     """Describe ``python`` (a binary, or a venv/conda prefix); default: the running one.
@@ -154,6 +209,8 @@ def probe(python: str | os.PathLike[str] | None = None) -> Target:
             machine=raw["machine"],
             conda=raw["conda"],
             sys_path=tuple(raw["sys_path"]),
+            cache_tag=raw["cache_tag"],
+            pyc_magic=raw["pyc_magic"],
         )
         target = Target(
             interpreter=interp,

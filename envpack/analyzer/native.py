@@ -3,24 +3,20 @@
 A worker has none of the build machine's extra libraries, so every DT_NEEDED of every ELF the
 environment holds is resolved here statically (nothing is loaded or executed) and classified:
 already shipped inside a distribution, a system library every manylinux host has, a library to
-bundle, or missing. This module only reads ELF files (pyelftools); writing them is relocate.py's.
+bundle, or missing. ELF files are read through envpack.elf (the one reader); writing them is
+envpack.relocate's.
 """
 
 from __future__ import annotations
 
 import glob
-import mmap
 import os
 import platform
 import re
-import stat
-import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from elftools.elf.enums import ENUM_E_MACHINE
-
-from envpack.errors import EnvpackError
+from envpack.elf import ElfInfo, NotElfError, glibc_key, is_elf, read_elf, read_header
 from envpack.spec import NativeKind, NativeLib
 
 # Libraries every manylinux host provides (auditwheel's manylinux policy lib_whitelist, plus the
@@ -83,39 +79,7 @@ _BY_ELF: dict[tuple[str, int], tuple[str, str]] = {
     (m, c): (plat, trip) for m, c, plat, trip in _MACHINES.values()
 }
 
-_GLIBC = re.compile(r"GLIBC_(\d+(?:\.\d+)*)")
 _DST = re.compile(r"\$(ORIGIN|LIB|PLATFORM)(?=/|$)|\$\{(ORIGIN|LIB|PLATFORM)\}")
-_DF_1_NODEFLIB = 0x800
-_ELFMAG = b"\x7fELF"
-
-
-class NotElfError(EnvpackError):
-    """A file that should be ELF is not, is truncated, or is corrupt."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(path, reason)
-        self.path = path
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-
-@dataclass(frozen=True)
-class ElfInfo:
-    """What ld.so reads from an ELF file to load it: identity, dependencies, search paths."""
-
-    path: str  # absolute, as given (not symlink-resolved: ld.so's $ORIGIN is the path's dir)
-    elfclass: int  # 32 or 64
-    machine: str  # e_machine, e.g. "EM_X86_64"
-    soname: str | None = None
-    needed: tuple[str, ...] = ()
-    rpath: tuple[str, ...] = ()  # DT_RPATH entries, unexpanded
-    runpath: tuple[str, ...] = ()  # DT_RUNPATH entries, unexpanded
-    glibc: tuple[str, ...] = ()  # GLIBC_x.y versions needed ("2.17", …), sorted numerically
-    interpreter: str | None = None  # PT_INTERP, set for executables
-    little_endian: bool = True
-    nodeflib: bool = False  # DF_1_NODEFLIB: skip ld.so.conf and the default dirs
 
 
 @dataclass(frozen=True)
@@ -129,216 +93,9 @@ class NativeReport:
     elves: tuple[ElfInfo, ...] = ()  # every ELF analyzed (inputs and followed libraries)
 
 
-def glibc_key(version: str) -> tuple[int, ...]:
-    """Numeric sort key for "2.17"-style versions: "2.9" < "2.17" < "2.34"."""
-    return tuple(int(part) for part in version.split(".") if part.isdigit())
-
-
 def max_glibc(versions: Iterable[str]) -> str | None:
     """The highest of some glibc versions, compared numerically (a lexical max gets 2.9 > 2.17)."""
     return max(versions, key=glibc_key, default=None)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading one ELF file
-#
-# pyelftools' construct-based parsing costs ~4 ms per file (DynamicSegment alone scans every
-# section header), 1.8 s for the 470 ELF files of this machine's site-packages. ld.so needs only
-# the ELF header, the program headers, the dynamic segment and the version-needed table, all
-# fixed-layout records: they are read here with `struct` from an mmap of the file (nothing but
-# the touched pages is read), about 30x faster. pyelftools supplies the e_machine names and is
-# the oracle the tests check this reader against on every real ELF file they meet.
-
-_PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
-_DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ = 0, 1, 5, 10
-_DT_SONAME, _DT_RPATH, _DT_RUNPATH = 14, 15, 29
-_DT_FLAGS_1, _DT_VERNEED, _DT_VERNEEDNUM = 0x6FFFFFFB, 0x6FFFFFFE, 0x6FFFFFFF
-
-
-@dataclass(frozen=True)
-class _Layout:
-    ehdr: str  # e_type … e_shstrndx, from offset 16
-    ehdr_size: int
-    phdr: str
-    phdr_size: int
-    dyn: str
-    dyn_size: int
-
-
-_LAYOUTS = {
-    32: _Layout("HHIIIIIHHHHHH", 52, "IIIIIIII", 32, "iI", 8),
-    64: _Layout("HHIQQQIHHHHHH", 64, "IIQQQQQQ", 56, "qQ", 16),
-}
-
-_cache: dict[str, tuple[tuple[int, int, int], ElfInfo]] = {}
-
-
-def read_elf(path: str | os.PathLike[str]) -> ElfInfo:
-    """Read the dynamic-linking facts of one ELF file; raise NotElfError for anything unusable.
-
-    Reads only what ld.so reads (headers, dynamic segment, version-needed table). Results are
-    cached by path, inode, size and mtime, so each file is parsed once per process.
-    """
-    p = os.path.abspath(os.fspath(path))
-    try:
-        st = os.stat(p)
-    except OSError as exc:
-        raise NotElfError(p, f"cannot read ({exc.strerror})") from None
-    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-    hit = _cache.get(p)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    if not stat.S_ISREG(st.st_mode):
-        raise NotElfError(p, "not a regular file")
-    if st.st_size < 4:
-        raise NotElfError(p, "not an ELF file (empty or tiny)")
-    try:
-        with open(p, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            info = _parse(p, data)
-    except NotElfError:
-        raise
-    except OSError as exc:
-        raise NotElfError(p, f"cannot read ({exc.strerror})") from None
-    except (struct.error, ValueError, IndexError, OverflowError) as exc:
-        # unpack_from past the end, offsets that overflow: a corrupt or truncated file.
-        raise NotElfError(p, f"corrupt or truncated ELF ({exc})") from None
-    _cache[p] = (stamp, info)
-    return info
-
-
-def _parse(path: str, data: mmap.mmap) -> ElfInfo:
-    size = len(data)
-    if data[:4] != _ELFMAG:
-        raise NotElfError(path, "not an ELF file")
-    if size < 20 or data[4] not in (1, 2) or data[5] not in (1, 2):
-        raise NotElfError(path, "corrupt ELF header (bad class or data encoding)")
-    elfclass = 32 if data[4] == 1 else 64
-    little = data[5] == 1
-    end = "<" if little else ">"
-    lay = _LAYOUTS[elfclass]
-    if size < lay.ehdr_size:
-        raise NotElfError(path, "truncated (shorter than its ELF header)")
-    (_, e_machine, _, _, phoff, shoff, _, _, phentsize, phnum, shentsize, shnum, _) = (
-        struct.unpack_from(end + lay.ehdr, data, 16)
-    )
-    if phnum and (phentsize < lay.phdr_size or phnum == 0xFFFF):
-        raise NotElfError(path, "corrupt ELF (bad program header table)")
-    if phoff + phnum * phentsize > size:
-        raise NotElfError(path, "truncated (program header table past the end of the file)")
-    if shoff and shoff + shnum * shentsize > size:
-        raise NotElfError(path, "truncated (section header table past the end of the file)")
-
-    loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
-    dynamic: tuple[int, int] | None = None
-    interpreter: str | None = None
-    for i in range(phnum):
-        fields_ = struct.unpack_from(end + lay.phdr, data, phoff + i * phentsize)
-        if elfclass == 64:
-            p_type, _, p_offset, p_vaddr, _, p_filesz = fields_[:6]
-        else:
-            p_type, p_offset, p_vaddr, _, p_filesz = fields_[:5]
-        if p_type in (_PT_LOAD, _PT_DYNAMIC, _PT_INTERP) and p_offset + p_filesz > size:
-            raise NotElfError(path, "truncated (a segment extends past the end of the file)")
-        if p_type == _PT_LOAD:
-            loads.append((p_vaddr, p_offset, p_filesz))
-        elif p_type == _PT_DYNAMIC:
-            dynamic = (p_offset, p_filesz)
-        elif p_type == _PT_INTERP:
-            interpreter = _cstring(data, p_offset, p_offset + p_filesz)
-
-    tags: list[tuple[int, int]] = []
-    if dynamic is not None:
-        offset, length = dynamic
-        length -= length % lay.dyn_size
-        for tag, value in struct.iter_unpack(end + lay.dyn, data[offset : offset + length]):
-            if tag == _DT_NULL:
-                break
-            tags.append((tag, value))
-
-    def address(vaddr: int) -> int:
-        for start, off, filesz in loads:
-            if start <= vaddr < start + filesz:
-                return vaddr - start + off
-        raise NotElfError(path, f"corrupt ELF (address {vaddr:#x} is in no loaded segment)")
-
-    values = dict(tags)  # single-valued tags; the last wins, as in ld.so
-    strings: tuple[int, int] | None = None
-    if _DT_STRTAB in values:
-        strtab = address(values[_DT_STRTAB])
-        strings = (strtab, min(size, strtab + values.get(_DT_STRSZ, size)))
-
-    def string(offset: int) -> str:
-        if strings is None:
-            raise NotElfError(path, "corrupt ELF (dynamic strings but no DT_STRTAB)")
-        return _cstring(data, strings[0] + offset, strings[1])
-
-    soname: str | None = None
-    needed: list[str] = []
-    rpath: list[str] = []
-    runpath: list[str] = []
-    for tag, value in tags:
-        if tag == _DT_NEEDED:
-            needed.append(string(value))
-        elif tag == _DT_SONAME:
-            soname = string(value)
-        elif tag == _DT_RPATH:
-            rpath.extend(_split_path(string(value)))
-        elif tag == _DT_RUNPATH:
-            runpath.extend(_split_path(string(value)))
-
-    glibc: set[str] = set()
-    if _DT_VERNEED in values:
-        glibc = _glibc_needed(
-            data, end, address(values[_DT_VERNEED]), values.get(_DT_VERNEEDNUM, 0), string
-        )
-    return ElfInfo(
-        path=path,
-        elfclass=elfclass,
-        machine=_machine_name(e_machine),
-        soname=soname,
-        needed=tuple(needed),
-        rpath=tuple(rpath),
-        runpath=tuple(runpath),
-        glibc=tuple(sorted(glibc, key=glibc_key)),
-        interpreter=interpreter,
-        little_endian=little,
-        nodeflib=bool(values.get(_DT_FLAGS_1, 0) & _DF_1_NODEFLIB),
-    )
-
-
-def _glibc_needed(
-    data: mmap.mmap, end: str, offset: int, count: int, string: Callable[[int], str]
-) -> set[str]:
-    """GLIBC_x.y names in the version-needed table (Elf_Verneed/Elf_Vernaux, same in 32/64)."""
-    found: set[str] = set()
-    for _ in range(min(count, len(data) // 16)):  # a corrupt count cannot loop for long
-        _, vn_cnt, _, vn_aux, vn_next = struct.unpack_from(end + "HHIII", data, offset)
-        aux = offset + vn_aux
-        for _ in range(vn_cnt):
-            _, _, _, vna_name, vna_next = struct.unpack_from(end + "IHHII", data, aux)
-            match = _GLIBC.fullmatch(string(vna_name))
-            if match:
-                found.add(match.group(1))
-            if not vna_next:
-                break
-            aux += vna_next
-        if not vn_next:
-            break
-        offset += vn_next
-    return found
-
-
-def _cstring(data: mmap.mmap, start: int, stop: int) -> str:
-    """The NUL-terminated string at ``start``, which must end before ``stop``."""
-    nul = data.find(b"\0", start, stop)
-    if start >= stop or nul < 0:
-        raise ValueError(f"unterminated string at offset {start}")
-    return data[start:nul].decode("utf-8", "surrogateescape")
-
-
-def _split_path(value: str) -> list[str]:
-    # Empty entries mean the process's cwd to ld.so: meaningless for a shipped env, dropped.
-    return [entry for entry in value.split(":") if entry]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,16 +172,10 @@ class _Resolver:
         """(class, machine, little endian) of a candidate, None if it is no ELF ld.so could load."""
         if path in self.idents:
             return self.idents[path]
-        result: tuple[int, str, bool] | None = None
         try:
-            with open(path, "rb") as fh:
-                head = fh.read(20)
-        except OSError:
-            head = b""
-        if len(head) == 20 and head[:4] == _ELFMAG and head[4] in (1, 2) and head[5] in (1, 2):
-            little = head[5] == 1
-            machine_num = int.from_bytes(head[18:20], "little" if little else "big")
-            result = (32 if head[4] == 1 else 64, _machine_name(machine_num), little)
+            result: tuple[int, str, bool] | None = read_header(path).ident
+        except NotElfError:
+            result = None
         self.idents[path] = result
         return result
 
@@ -626,31 +377,11 @@ def _classify(
     return lib, lib.kind in ("distribution", "bundle")
 
 
-def _machine_name(number: int) -> str:
-    """e_machine number to its EM_ name, one spelling for both needing file and candidate."""
-    return _EM_NAMES.get(number, f"EM_{number}")
-
-
-def _em_names() -> dict[int, str]:
-    names: dict[int, str] = {}
-    for key, value in ENUM_E_MACHINE.items():
-        if isinstance(value, int) and key.startswith("EM_"):
-            names.setdefault(value, key)
-    return names
-
-
-_EM_NAMES = _em_names()
-
-
 def iter_elf_files(paths: Iterable[str]) -> Iterator[str]:
-    """The files among ``paths`` that start with the ELF magic (a cheap pre-filter for callers)."""
+    """The files among ``paths`` with a valid ELF header (a cheap pre-filter for callers)."""
     for path in paths:
-        try:
-            with open(path, "rb") as fh:
-                if fh.read(4) == _ELFMAG:
-                    yield path
-        except OSError:
-            continue
+        if is_elf(path):
+            yield path
 
 
 __all__ = [

@@ -72,7 +72,8 @@ Exit status: 0 complete, 1 imports or libraries missing (all listed), 2 usage er
 @click.option(
     "--python",
     type=click.Path(path_type=Path),
-    help="Analyze for this interpreter, venv or conda env (default: the one running envpack).",
+    help="Analyze for this interpreter, venv or conda env (default: the active $VIRTUAL_ENV or "
+    "$CONDA_PREFIX, else the one running envpack).",
 )
 def analyze_command(
     processors: tuple[Path, ...],
@@ -94,9 +95,12 @@ def analyze_command(
     manager, and are listed.
     """
     from envpack.analyzer.api import analyze, parse_hint
+    from envpack.analyzer.interpreter import choose
 
     notebook: NotebookAnalysis | None = None
     try:
+        choice = choose(python)
+        err.print(f"target interpreter: {choice.python} ({choice.reason})", markup=False)
         hint_map: dict[str, list[str]] = {}
         for text in hints:
             mod, names = parse_hint(text)
@@ -118,11 +122,13 @@ def analyze_command(
                     all_cells=all_cells,
                     include_lazy=include_lazy,
                     hints=hint_map,
-                    python=python,
+                    python=choice.python,
                 )
                 spec = notebook.spec
             else:
-                spec = analyze(processors, include_lazy=include_lazy, hints=hint_map, python=python)
+                spec = analyze(
+                    processors, include_lazy=include_lazy, hints=hint_map, python=choice.python
+                )
     except UsageError as exc:
         fail(str(exc), 2)
     except EnvpackError as exc:

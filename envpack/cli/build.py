@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -14,26 +15,46 @@ from envpack.errors import AnalysisError, EnvpackError, SpecError, UsageError
 from envpack.spec import Spec
 
 
-def _load_spec(inputs: tuple[Path, ...]) -> Spec:
+def _load_spec(inputs: tuple[Path, ...], python: Path | None, err: Console) -> Spec:
     if not inputs:
         inputs = (Path("envpack.json"),)
     py = [p for p in inputs if p.suffix == ".py"]
     other = [p for p in inputs if p.suffix != ".py"]
-    if len(inputs) == 1 and inputs[0].suffix == ".ipynb":
-        from envpack.analyzer.notebook import analyze_notebook
-
-        return analyze_notebook(inputs[0]).spec
-    if py and other:
+    notebook = len(inputs) == 1 and inputs[0].suffix == ".ipynb"
+    if py and other and not notebook:
         raise UsageError("give either processor .py files or one Spec file, not both")
-    if py:
+    if py or notebook:
         from envpack.analyzer.api import analyze
+        from envpack.analyzer.interpreter import choose
 
-        return analyze(py)
+        choice = choose(python)
+        err.print(f"target interpreter: {choice.python} ({choice.reason})", markup=False)
+        if notebook:
+            from envpack.analyzer.notebook import analyze_notebook
+
+            return analyze_notebook(inputs[0], python=choice.python).spec
+        return analyze(py, python=choice.python)
+    if python is not None:
+        raise UsageError(
+            "--python applies to processor files; a Spec names its interpreter already "
+            "(analyze again with `envpack analyze PROC.py --python ...`, or build PROC.py)"
+        )
     if len(other) > 1:
         raise UsageError("give one Spec file")
     if not other[0].exists():
         raise UsageError(f"no Spec at {other[0]} (run `envpack analyze PROC.py` first)")
-    return Spec.read(other[0])
+    spec = Spec.read(other[0])
+    err.print(
+        f"target interpreter: {spec.interpreter.executable} (from the Spec {other[0]})",
+        markup=False,
+    )
+    return spec
+
+
+def _glibc_version(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"\d+\.\d+(\.\d+)?", value):
+        raise click.BadParameter(f"{value!r} is not a glibc version such as 2.28")
+    return value
 
 
 BUILD_EPILOG = """\b
@@ -41,12 +62,16 @@ Examples:
   envpack build                          # from ./envpack.json, into .
   envpack build myproc.py -o dist        # analyze and build in one step
   envpack build analysis.ipynb -o dist   # what the notebook's processor classes reach
+  envpack build myproc.py --python ~/venvs/ana/bin/python
+  envpack build --target-glibc 2.28      # refuse unless EL8-era workers can run it
   envpack build -o dist --compress zstd  # smaller and faster; workers then need zstd
 
 \b
 The name is envpack-<hash>.tar.gz, the hash over the contents: the same Spec gives the same
 bytes, and a build whose tarball is already in the output directory is skipped. By default
 test suites inside distributions are left out and ELF debug sections stripped (gzip level 5).
+The target interpreter (for PROC.py inputs) is --python, else the active $VIRTUAL_ENV or
+$CONDA_PREFIX, else the one running envpack; the chosen one is printed.
 Exit status: 0 built or cached, 1 build failed, 2 bad input (no Spec, newer schema, a Spec that
 still lists missing imports).
 """
@@ -62,6 +87,12 @@ still lists missing imports).
               help="Ship the test suites inside distributions.")  # fmt: skip
 @click.option("--keep-debug", is_flag=True,
               help="Keep the debug sections (DWARF) of ELF files.")  # fmt: skip
+@click.option("--python", type=click.Path(path_type=Path),
+              help="Analyze PROC.py files for this interpreter, venv or conda env (default: "
+              "the active $VIRTUAL_ENV or $CONDA_PREFIX, else envpack's own).")  # fmt: skip
+@click.option("--target-glibc", metavar="X.Y", callback=_glibc_version,
+              help="Refuse to build if a shipped ELF file needs a newer glibc (e.g. 2.28 for "
+              "EL8 workers, 2.34 for EL9); the culprits are named.")  # fmt: skip
 def build_command(
     inputs: tuple[Path, ...],
     out_dir: Path,
@@ -69,6 +100,8 @@ def build_command(
     level: int | None,
     keep_tests: bool,
     keep_debug: bool,
+    python: Path | None,
+    target_glibc: str | None,
 ) -> None:
     """Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py files.
 
@@ -80,7 +113,7 @@ def build_command(
 
     err = Console(stderr=True, soft_wrap=True)
     try:
-        spec = _load_spec(inputs)
+        spec = _load_spec(inputs, python, err)
     except (UsageError, SpecError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise SystemExit(2) from None
@@ -116,6 +149,7 @@ def build_command(
                 progress=progress,
                 keep_tests=keep_tests,
                 keep_debug=keep_debug,
+                target_glibc=target_glibc,
             )
         except SpecError as exc:
             err.print(f"[red]error:[/] {exc}")
