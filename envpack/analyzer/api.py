@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from envpack._cachefile import cache_dir
+from envpack.analyzer.data import data_tree
 from envpack.analyzer.distributions import (
     DistIndex,
     InstalledDist,
@@ -128,7 +129,7 @@ def analyze(
             )
 
     for data in graph.data_files:
-        for path, arc in _data_tree(data.path, data.arcname or data.relpath, data.is_dir):
+        for path, arc in data_tree(data.path, data.arcname or data.relpath, data.is_dir):
             why = f"opened at {data.site}"
             local[arc] = LocalFile(path=path, arcname=arc, kind="data", why=why)
 
@@ -272,20 +273,6 @@ def _module_arcname(name: str, path: str, is_package: bool) -> str:
 def _why_text(chain: Sequence[str], site: str | None) -> str:
     text = "imported by " + " -> ".join(chain[:-1]) if len(chain) > 1 else "a processor file"
     return f"{text} ({site})" if site and len(chain) > 1 else text
-
-
-def _data_tree(path: str, relpath: str, is_dir: bool) -> list[tuple[str, str]]:
-    """A data file as (source, arcname); a directory as every file under it, in sorted order."""
-    rel = os.path.normpath(relpath)
-    if not is_dir:
-        return [(path, rel)]
-    found: list[tuple[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            found.append((full, os.path.join(rel, os.path.relpath(full, path))))
-    return found
 
 
 def _is_unreached_module(path: str, reached: set[str], target: Target) -> bool:

@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from envpack._cachefile import cache_dir as default_cache_dir
+from envpack.analyzer import data as _data
 from envpack.analyzer import hints as _hints
 from envpack.analyzer._parsecache import ParseCache, Parser
 from envpack.analyzer._sites import DYNAMIC, FROM, Cond, Guard, Summary
+from envpack.analyzer.data import DataFile
 from envpack.analyzer.interpreter import Target
 from envpack.errors import UsageError
 
@@ -84,22 +86,6 @@ class LazyCandidate:
 
     module: str
     site: str
-
-
-@dataclass(frozen=True)
-class DataFile:
-    """A file or directory that local code opens by a literal relative path."""
-
-    path: str  # absolute, on this machine
-    relpath: str  # as written in the code
-    # What relpath is relative to at run time: the referencing module's directory (written
-    # as ``Path(__file__).parent / …``), or the working directory (a bare literal path).
-    base: Literal["file", "cwd"]
-    site: str
-    is_dir: bool
-    # Where it must be at run time, relative to the root local modules are imported from
-    # (which is also the job's working directory): relpath, or the module's package dir + relpath.
-    arcname: str = ""
 
 
 @dataclass(frozen=True)
@@ -655,28 +641,9 @@ class _Finder(modulefinder.ModuleFinder):
         if key not in self.missing:
             self.missing[key] = MissingImport(name, where, optional, chain)
 
-    def _data_files(self, m: Any, refs: tuple[tuple[str, str, int], ...]) -> None:
-        here = os.path.dirname(m.__file__)
+    def _data_files(self, m: Any, refs: tuple[_data.DataRef, ...]) -> None:
         pkg = m.__name__.split(".") if m.__path__ else m.__name__.split(".")[:-1]
-        # A bare literal path resolves against the job's working directory; on this machine
-        # look for it next to the file, in the current directory, and next to the processor
-        # (the usual place to run it from).
-        workdirs = [here, os.getcwd(), *self.root_dirs]
-        for rel, anchor, line in refs:
-            if not rel or os.path.isabs(rel) or "://" in rel:
-                continue
-            base: Literal["file", "cwd"] = "file" if anchor == "file" else "cwd"
-            for directory in [here] if base == "file" else workdirs:
-                full = os.path.normpath(os.path.join(directory, rel))
-                if os.path.exists(full) and full != m.__file__:
-                    where = f"{m.__file__}:{line}"
-                    arc = os.path.normpath(os.path.join(*pkg, rel) if base == "file" else rel)
-                    key = (full, rel)
-                    if key not in self.data:
-                        self.data[key] = DataFile(
-                            full, rel, base, where, os.path.isdir(full), arc.replace(os.sep, "/")
-                        )
-                    break
+        _data.resolve(m.__file__, pkg, refs, [os.getcwd(), *self.root_dirs], self.data)
 
     # -- the result ----------------------------------------------------------------------------
     def graph(self) -> ImportGraph:
