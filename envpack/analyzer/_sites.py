@@ -35,9 +35,9 @@ IMPORT, FROM, DYNAMIC = 0, 1, 2
 Cond = tuple[Any, ...]
 Guard = tuple[Cond, bool]
 Site = tuple[int, str, int, tuple[str, ...], int, bool, tuple[Guard, ...], tuple[int, ...], Any]
-DataRef = _data.DataRef
+DataSummary = _data.DataSummary
 Summary = tuple[
-    tuple[Site, ...], tuple[str, ...] | None, bool, tuple[DataRef, ...], tuple[str, int, int] | None
+    tuple[Site, ...], tuple[str, ...] | None, bool, DataSummary, tuple[str, int, int] | None
 ]
 
 UNKNOWN: Cond = ("?",)

@@ -71,6 +71,7 @@ def analyze(
     )
 
     warnings: list[str] = list(graph.warnings)
+    warnings += [str(w) for w in graph.data_warnings]
     errors: list[str] = []
     chosen: dict[str, tuple[InstalledDist, set[str], tuple[str, ...]]] = {}
     local: dict[str, LocalFile] = {}
@@ -128,10 +129,10 @@ def analyze(
                 f"{where}cannot import '{miss.module}': not installed for {interp.executable}{via}"
             )
 
-    for data in graph.data_files:
-        for path, arc in data_tree(data.path, data.arcname or data.relpath, data.is_dir):
-            why = f"opened at {data.site}"
-            local[arc] = LocalFile(path=path, arcname=arc, kind="data", why=why)
+    for found in graph.data_files:
+        for path, arc in data_tree(found.path, found.arcname or found.relpath, found.is_dir):
+            why = f"opened at {found.site}"
+            local.setdefault(arc, LocalFile(path=path, arcname=arc, kind="data", why=why))
 
     env = marker_environment(interp)
     dists: list[Distribution] = []

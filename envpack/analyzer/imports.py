@@ -32,7 +32,7 @@ from envpack.analyzer import data as _data
 from envpack.analyzer import hints as _hints
 from envpack.analyzer._parsecache import ParseCache, Parser
 from envpack.analyzer._sites import DYNAMIC, FROM, Cond, Guard, Summary
-from envpack.analyzer.data import DataFile
+from envpack.analyzer.data import DataFile, DataWarning
 from envpack.analyzer.interpreter import Target
 from envpack.errors import UsageError
 
@@ -105,6 +105,7 @@ class ImportGraph:
     missing: tuple[MissingImport, ...] = ()
     lazy: tuple[LazyCandidate, ...] = ()
     data_files: tuple[DataFile, ...] = ()
+    data_warnings: tuple[DataWarning, ...] = ()  # data references not shipped, and why
     hint_misses: tuple[HintMiss, ...] = ()
     warnings: tuple[str, ...] = ()
     search_path: tuple[str, ...] = ()
@@ -222,7 +223,7 @@ class _Finder(modulefinder.ModuleFinder):
         self.pending_stars: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         self.missing: dict[tuple[str, str], MissingImport] = {}
         self.lazy: set[tuple[str, str]] = set()
-        self.data: dict[tuple[str, str], DataFile] = {}
+        self.local_data: dict[str, _data.LocalModule] = {}
         self.hint_misses: set[tuple[str, str]] = set()
         self.warnings: list[str] = []
         self.root_names: list[str] = []
@@ -641,9 +642,9 @@ class _Finder(modulefinder.ModuleFinder):
         if key not in self.missing:
             self.missing[key] = MissingImport(name, where, optional, chain)
 
-    def _data_files(self, m: Any, refs: tuple[_data.DataRef, ...]) -> None:
-        pkg = m.__name__.split(".") if m.__path__ else m.__name__.split(".")[:-1]
-        _data.resolve(m.__file__, pkg, refs, [os.getcwd(), *self.root_dirs], self.data)
+    def _data_files(self, m: Any, data: _data.DataSummary) -> None:
+        local = _data.LocalModule(m.__name__, m.__file__, m.__path__ is not None, data)
+        self.local_data[m.__name__] = local
 
     # -- the result ----------------------------------------------------------------------------
     def graph(self) -> ImportGraph:
@@ -663,6 +664,7 @@ class _Finder(modulefinder.ModuleFinder):
         lazy = tuple(
             LazyCandidate(mod, site) for mod, site in sorted(self.lazy) if mod not in modules
         )
+        found = _data.resolve(self.local_data, [os.getcwd(), *self.root_dirs])
         warnings = list(self.warnings)
         for miss in self.missing.values():
             if miss.optional and miss.chain and self.meta[miss.chain[-1]][2] == "local":
@@ -672,7 +674,8 @@ class _Finder(modulefinder.ModuleFinder):
             modules=modules,
             missing=tuple(sorted(self.missing.values(), key=lambda x: (x.module, x.site))),
             lazy=lazy,
-            data_files=tuple(sorted(self.data.values(), key=lambda d: (d.path, d.site))),
+            data_files=found.files,
+            data_warnings=found.warnings,
             hint_misses=tuple(HintMiss(h, t) for h, t in sorted(self.hint_misses)),
             warnings=tuple(sorted(set(warnings))),
             search_path=tuple(self.path),
