@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from envpack._cachefile import cache_dir
-from envpack.analyzer.data import data_tree
+from envpack.analyzer.data import data_tree, manual_data
 from envpack.analyzer.distributions import (
     DistIndex,
     InstalledDist,
@@ -41,12 +41,15 @@ def analyze(
     include_lazy: Collection[str] = (),
     hints: Hints | None = None,
     python: str | os.PathLike[str] | None = None,
+    data: Sequence[str] = (),
 ) -> Spec:
     """Analyze processor files for the target interpreter ``python`` (default: this one).
 
     ``include_lazy`` names modules or distributions whose lazy imports to ship ("all" for every
     one); ``hints`` maps a module to the modules or distributions it imports data-dependently,
-    merged over the curated table and the project's ``[tool.envpack]`` settings.
+    merged over the curated table and the project's ``[tool.envpack]`` settings. ``data``:
+    files, directories or globs (relative to the current directory) to ship as data besides
+    what the code is seen to open, placed as they lie relative to the first processor.
     """
     from envpack.analyzer.native import analyze_native
 
@@ -133,6 +136,10 @@ def analyze(
         for path, arc in data_tree(found.path, found.arcname or found.relpath, found.is_dir):
             why = f"opened at {found.site}"
             local.setdefault(arc, LocalFile(path=path, arcname=arc, kind="data", why=why))
+    manual = [(p, os.getcwd(), "--data") for p in data]
+    manual += [(p, str(project.root), f"{project.root}/pyproject.toml") for p in project.data]
+    for path, arc, why in manual_data(manual, str(roots[0].parent)):
+        local.setdefault(arc, LocalFile(path=path, arcname=arc, kind="data", why=why))
 
     env = marker_environment(interp)
     dists: list[Distribution] = []
@@ -200,9 +207,17 @@ def analyze(
 class ProjectSettings:
     """``[tool.envpack]`` of the nearest pyproject.toml: hints and include-lazy for a project."""
 
-    def __init__(self, hints: Mapping[str, Sequence[str]], include_lazy: Sequence[str]) -> None:
+    def __init__(
+        self,
+        hints: Mapping[str, Sequence[str]],
+        include_lazy: Sequence[str],
+        data: Sequence[str] = (),
+        root: Path | None = None,
+    ) -> None:
         self.hints = dict(hints)
         self.include_lazy = tuple(include_lazy)
+        self.data = tuple(data)  # paths and globs, relative to root
+        self.root = root or Path.cwd()  # the directory of the pyproject.toml
 
 
 def project_settings(start: Path) -> ProjectSettings:
@@ -225,7 +240,12 @@ def project_settings(start: Path) -> ProjectSettings:
                 )
             if not isinstance(lazy, list) or not all(isinstance(x, str) for x in lazy):
                 raise UsageError(f"{pyproject}: [tool.envpack] include-lazy must be a list")
-            return ProjectSettings(hints, lazy)
+            files = table.get("data", [])
+            if not isinstance(files, list) or not all(isinstance(x, str) for x in files):
+                raise UsageError(
+                    f"{pyproject}: [tool.envpack] data must be a list of paths or globs"
+                )
+            return ProjectSettings(hints, lazy, files, directory)
     return ProjectSettings({}, ())
 
 

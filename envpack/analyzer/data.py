@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from envpack.errors import UsageError
+
 Expr = tuple[Any, ...]
 Ref = tuple[Expr, int, int, int]  # (call or path expression, line, scope, flags)
 # A scan: (scopes, refs), each a tuple of plain tuples; () for a module with nothing to read.
@@ -1638,6 +1640,38 @@ def data_tree(path: str, relpath: str, is_dir: bool) -> list[tuple[str, str]]:
     return out
 
 
+def manual_data(entries: Sequence[tuple[str, str, str]], root: str) -> list[tuple[str, str, str]]:
+    """Files named by hand (``--data``, ``[tool.envpack] data``) as (path, arcname, why).
+
+    ``entries`` are (path, directory or glob; the directory it is relative to; who named it).
+    A file's arcname is its path relative to ``root``, the first processor's directory: the
+    task's working directory holds it there, as it holds the data the code is seen to open.
+    Raises UsageError for a name that matches nothing, or a file outside ``root``.
+    """
+    out: list[tuple[str, str, str]] = []
+    real_root = os.path.realpath(root)
+    for given, base, who in entries:
+        pattern = os.path.join(base, os.path.expanduser(given))
+        if glob.has_magic(given):
+            matches = sorted(glob.glob(pattern, recursive=True))
+        else:
+            matches = [pattern] if os.path.exists(pattern) else []
+        if not matches:
+            raise UsageError(f"{who}: data {given!r} matches no file (looked in {base})")
+        for match in matches:
+            rel = os.path.relpath(os.path.realpath(match), real_root)
+            if rel == ".." or rel.startswith(".." + os.sep):
+                raise UsageError(
+                    f"{who}: data {given!r}: {match} is outside {root}, the processor's "
+                    "directory; workers find data relative to their working directory, which "
+                    f"holds what lies under it: move the file under {root}"
+                )
+            why = f"added by {who} {given!r}"
+            for path, arc in data_tree(match, rel, os.path.isdir(match)):
+                out.append((path, arc.replace(os.sep, "/"), why))
+    return out
+
+
 __all__ = [
     "OPENERS",
     "DataFile",
@@ -1647,6 +1681,7 @@ __all__ = [
     "Opener",
     "Resolution",
     "data_tree",
+    "manual_data",
     "resolve",
     "scan",
 ]

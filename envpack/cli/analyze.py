@@ -18,6 +18,7 @@ Examples:
   envpack analyze myproc.py --why numpy          # the import chain that pulls numpy in
   envpack analyze myproc.py --why matplotlib     # ...or why it is left out
   envpack analyze myproc.py --include-lazy hist  # also ship hist's function-level imports
+  envpack analyze myproc.py --data 'models/*.json'  # files the code names only at run time
   envpack analyze myproc.py --hint uproot=zstandard --python ~/venvs/ana/bin/python
 
 \b
@@ -49,6 +50,14 @@ Exit status: 0 complete, 1 imports or libraries missing (all listed), 2 usage er
     metavar="MOD=NAME,...",
     help="MOD imports these modules or distributions data-dependently (repeatable).",
 )
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="PATH|GLOB",
+    help="Also ship these files or directories as data, where the processor's directory has "
+    "them: the task's working directory (repeatable).",
+)
 @click.option("--why", metavar="NAME", help="Explain why NAME is (or is not) in the environment.")
 @click.option(
     "--python",
@@ -61,6 +70,7 @@ def analyze_command(
     as_json: bool,
     include_lazy: tuple[str, ...],
     hints: tuple[str, ...],
+    data: tuple[str, ...],
     why: str | None,
     python: Path | None,
 ) -> None:
@@ -78,7 +88,9 @@ def analyze_command(
             mod, names = parse_hint(text)
             hint_map.setdefault(mod, []).extend(names)
         with err.status("analyzing imports and native libraries…"):
-            spec = analyze(processors, include_lazy=include_lazy, hints=hint_map, python=python)
+            spec = analyze(
+                processors, include_lazy=include_lazy, hints=hint_map, python=python, data=data
+            )
     except UsageError as exc:
         fail(str(exc), 2)
     except EnvpackError as exc:

@@ -14,7 +14,7 @@ from envpack.errors import AnalysisError, EnvpackError, SpecError, UsageError
 from envpack.spec import Spec
 
 
-def _load_spec(inputs: tuple[Path, ...]) -> Spec:
+def _load_spec(inputs: tuple[Path, ...], data: tuple[str, ...] = ()) -> Spec:
     if not inputs:
         inputs = (Path("envpack.json"),)
     py = [p for p in inputs if p.suffix == ".py"]
@@ -24,7 +24,12 @@ def _load_spec(inputs: tuple[Path, ...]) -> Spec:
     if py:
         from envpack.analyzer.api import analyze
 
-        return analyze(py)
+        return analyze(py, data=data)
+    if data:
+        raise UsageError(
+            "--data is part of the analysis: give it with the processor files "
+            "(envpack build PROC.py --data ...), or to `envpack analyze`"
+        )
     if len(other) > 1:
         raise UsageError("give one Spec file")
     if not other[0].exists():
@@ -36,6 +41,7 @@ BUILD_EPILOG = """\b
 Examples:
   envpack build                          # from ./envpack.json, into .
   envpack build myproc.py -o dist        # analyze and build in one step
+  envpack build myproc.py --data 'models/*.json'  # also ship files the code names at run time
   envpack build -o dist --compress zstd  # smaller and faster; workers then need zstd
 
 \b
@@ -57,6 +63,8 @@ still lists missing imports).
               help="Ship the test suites inside distributions.")  # fmt: skip
 @click.option("--keep-debug", is_flag=True,
               help="Keep the debug sections (DWARF) of ELF files.")  # fmt: skip
+@click.option("--data", "data", multiple=True, metavar="PATH|GLOB",
+              help="With PROC.py: ship these files as data too (repeatable).")  # fmt: skip
 def build_command(
     inputs: tuple[Path, ...],
     out_dir: Path,
@@ -64,6 +72,7 @@ def build_command(
     level: int | None,
     keep_tests: bool,
     keep_debug: bool,
+    data: tuple[str, ...],
 ) -> None:
     """Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py files.
 
@@ -75,13 +84,16 @@ def build_command(
 
     err = Console(stderr=True, soft_wrap=True)
     try:
-        spec = _load_spec(inputs)
+        spec = _load_spec(inputs, data)
     except (UsageError, SpecError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise SystemExit(2) from None
     except AnalysisError as exc:
         err.print(f"[red]analysis found problems:[/]\n{exc}")
         raise SystemExit(2) from None
+    if any(p.suffix == ".py" for p in inputs):
+        for line in spec.warnings:  # what `envpack analyze` would have said
+            err.print(f"[yellow]warning:[/] {line}")
     if spec.errors:
         err.print("[red]the Spec is incomplete; fix these and re-analyze:[/]")
         for problem in spec.errors:

@@ -17,6 +17,7 @@ import pytest
 
 from envpack.analyzer import data
 from envpack.analyzer.imports import ImportGraph, find_imports
+from envpack.errors import UsageError
 from tests.analyzer.test_imports import make_target, write
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -345,6 +346,41 @@ def test_paths_outside_the_local_root_are_refused_with_advice(tmp_path: Path) ->
     (warning,) = warnings(g)
     assert warning.startswith(f"{ana / 'proc.py'}:2: {tmp_path / 'shared.json'} is outside")
     assert "move it beside the code" in warning
+
+
+def test_manual_data_is_placed_relative_to_the_processor(tmp_path: Path) -> None:
+    ana = tmp_path / "ana"
+    write(
+        ana,
+        {
+            "proc.py": "",
+            "models/variants/tight.json": "{}",
+            "models/variants/loose.json": "{}",
+            "models/variants/__pycache__/x.pyc": "",
+            "tables/eff_2018.csv": "x",
+            "tables/eff_2017.csv": "x",
+            "tables/notes.txt": "x",
+        },
+    )
+    got = data.manual_data(
+        [
+            ("ana/models/variants", str(tmp_path), "--data"),  # a directory, from the cwd
+            ("tables/eff_*.csv", str(ana), "pyproject.toml"),  # a glob, from the project
+        ],
+        str(ana),
+    )
+    assert [(arc, why) for _, arc, why in got] == [
+        ("models/variants/loose.json", "added by --data 'ana/models/variants'"),
+        ("models/variants/tight.json", "added by --data 'ana/models/variants'"),
+        ("tables/eff_2017.csv", "added by pyproject.toml 'tables/eff_*.csv'"),
+        ("tables/eff_2018.csv", "added by pyproject.toml 'tables/eff_*.csv'"),
+    ]
+    assert all(Path(p).is_file() for p, _, _ in got)
+    with pytest.raises(UsageError, match=r"--data: data 'nope/\*.json' matches no file"):
+        data.manual_data([("nope/*.json", str(ana), "--data")], str(ana))
+    write(tmp_path, {"elsewhere.json": "{}"})
+    with pytest.raises(UsageError, match=r"outside .*ana, the processor's directory.*move"):
+        data.manual_data([("elsewhere.json", str(tmp_path), "--data")], str(ana))
 
 
 # -- the summary is what the parse cache keeps ----------------------------------------------
