@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from envpack._cachefile import cache_dir
-from envpack.analyzer.data import data_tree, manual_data
+from envpack.analyzer.data import data_tree, manual_data, package_data
 from envpack.analyzer.distributions import (
     DistIndex,
     InstalledDist,
@@ -74,12 +74,14 @@ def analyze(
     )
 
     warnings: list[str] = list(graph.warnings)
-    warnings += [str(w) for w in graph.data_warnings]
+    # An editable package's data ships whole (below): what its own code opens needs no --data.
+    warnings += [str(w) for w in graph.data_warnings if not index.is_editable_source(w.path)]
     errors: list[str] = []
     chosen: dict[str, tuple[InstalledDist, set[str], tuple[str, ...]]] = {}
     local: dict[str, LocalFile] = {}
     stdlib: list[StdlibModule] = []
     editable: set[str] = set()
+    editable_packages: dict[str, tuple[str, str]] = {}  # top-level package -> (its dir, dist)
 
     def choose(dist: InstalledDist, module: str, chain: tuple[str, ...]) -> None:
         entry = chosen.get(dist.key)
@@ -101,6 +103,8 @@ def analyze(
             if owner is not None and in_editable_tree:
                 editable.add(owner.key)
                 choose(owner, name, chain)
+                if mod.is_package and "." not in name:
+                    editable_packages[name] = (os.path.dirname(mod.path), owner.name)
             arc = _module_arcname(name, mod.path, mod.is_package)
             local[arc] = LocalFile(
                 path=mod.path, arcname=arc, kind="module", why=_why_text(chain, mod.site)
@@ -132,6 +136,10 @@ def analyze(
                 f"{where}cannot import '{miss.module}': not installed for {interp.executable}{via}"
             )
 
+    for pkg, (directory, dist_name) in sorted(editable_packages.items()):
+        why = f"package data of {pkg} (editable install of {dist_name})"
+        for path, arc in package_data(directory, pkg):
+            local.setdefault(arc, LocalFile(path=path, arcname=arc, kind="resource", why=why))
     for found in graph.data_files:
         for path, arc in data_tree(found.path, found.arcname or found.relpath, found.is_dir):
             why = f"opened at {found.site}"

@@ -1672,6 +1672,34 @@ def manual_data(entries: Sequence[tuple[str, str, str]], root: str) -> list[tupl
     return out
 
 
+# Never package data, in an editable package's tree: its Python sources (modules ship as the
+# import graph reaches them) and bytecode, extension modules, caches, metadata, test suites.
+_NOT_DATA_DIRS = frozenset({"__pycache__", "tests", "test"})
+_NOT_DATA_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi", ".so", ".pyd")
+
+
+def package_data(directory: str, arcdir: str) -> list[tuple[str, str]]:
+    """The data files of a package's source tree (an editable install) as (path, arcname).
+
+    Everything but code, hidden files and directories (.git, .ipynb_checkpoints),
+    ``__pycache__``, ``*.egg-info`` and ``tests``/``test`` directories; in sorted order.
+    """
+    out: list[tuple[str, str]] = []
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".") and d not in _NOT_DATA_DIRS and not d.endswith(".egg-info")
+        )
+        rel_dir = os.path.relpath(dirpath, directory)
+        for name in sorted(filenames):
+            if name.startswith(".") or name.endswith(_NOT_DATA_SUFFIXES) or ".so." in name:
+                continue
+            rel = os.path.normpath(os.path.join(arcdir, rel_dir, name))
+            out.append((os.path.join(dirpath, name), rel.replace(os.sep, "/")))
+    return out
+
+
 __all__ = [
     "OPENERS",
     "DataFile",
@@ -1682,6 +1710,7 @@ __all__ = [
     "Resolution",
     "data_tree",
     "manual_data",
+    "package_data",
     "resolve",
     "scan",
 ]

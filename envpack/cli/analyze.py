@@ -137,7 +137,7 @@ def summarize(spec: Spec) -> None:
     out.print(table)
     total = sum(d.size for d in spec.distributions)
     modules = sum(1 for f in spec.local if f.kind == "module")
-    data = sum(1 for f in spec.local if f.kind == "data")
+    data = sum(1 for f in spec.local if f.kind != "module")
     out.print(
         f"{len(spec.distributions)} distributions, {human_size(total)}; "
         f"{len(spec.stdlib)} stdlib modules; {modules} local modules, {data} data files"

@@ -383,6 +383,40 @@ def test_manual_data_is_placed_relative_to_the_processor(tmp_path: Path) -> None
         data.manual_data([("elsewhere.json", str(tmp_path), "--data")], str(ana))
 
 
+# -- 4. an editable package's data ------------------------------------------------------------
+def test_package_data_is_everything_but_code_caches_and_tests(tmp_path: Path) -> None:
+    pkg = tmp_path / "src" / "fxtop"
+    write(
+        pkg,
+        {
+            "__init__.py": "",
+            "paths.py": "",
+            "types.pyi": "",
+            "py.typed": "",
+            "_fast.cpython-311-x86_64-linux-gnu.so": "",
+            "data/lumi.json": "{}",
+            "data/pileup/pu_2018.root": "x",
+            "data/README.md": "x",
+            "params/params.json": "{}",
+            "__pycache__/paths.cpython-311.pyc": "",
+            ".ipynb_checkpoints/lumi-checkpoint.json": "{}",
+            ".DS_Store": "",
+            "tests/big_input.root": "x",
+            "data/test/fixture.json": "{}",
+            "fxtop.egg-info/PKG-INFO": "",
+        },
+    )
+    got = data.package_data(str(pkg), "fxtop")
+    assert [arc for _, arc in got] == [
+        "fxtop/py.typed",
+        "fxtop/data/README.md",
+        "fxtop/data/lumi.json",
+        "fxtop/data/pileup/pu_2018.root",
+        "fxtop/params/params.json",
+    ]
+    assert all(Path(path).is_file() and path.startswith(str(pkg)) for path, _ in got)
+
+
 # -- the summary is what the parse cache keeps ----------------------------------------------
 def test_scan_is_marshalable_and_cached(tmp_path: Path) -> None:
     for path in [TTBAR / "ttbar.py", TTBAR / "utils" / "ml.py", TTBAR / "utils" / "config.py"]:
