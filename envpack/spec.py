@@ -18,7 +18,9 @@ from envpack.errors import SpecError
 SCHEMA = 1
 
 NativeKind = Literal["system", "bundle", "distribution", "missing"]
-LocalKind = Literal["module", "data"]
+# data: opened by a path relative to the working directory (linked into it on the worker);
+# resource: read relative to its package's directory (editable package data), only shipped.
+LocalKind = Literal["module", "data", "resource"]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from importlib.resources import files
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from envpack.spec import (
     LazyImport,
     LeftOut,
     LocalFile,
+    LocalKind,
     NativeLib,
     Spec,
     StdlibModule,
@@ -69,6 +71,11 @@ def test_schema_file_names_every_field_of_the_model() -> None:
     defs = schema["$defs"]
     for cls in (Distribution, LocalFile, LeftOut, NativeLib, StdlibModule, LazyImport):
         assert set(defs[cls.__name__]["properties"]) == {f.name for f in dataclasses.fields(cls)}  # type: ignore[index]
+
+
+def test_schema_enums_are_the_models_literals() -> None:
+    defs = _schema()["$defs"]
+    assert defs["LocalFile"]["properties"]["kind"]["enum"] == list(typing.get_args(LocalKind))  # type: ignore[index]
 
 
 def test_schema_rejects_an_unknown_kind() -> None:

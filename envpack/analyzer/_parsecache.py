@@ -22,7 +22,7 @@ from envpack import _cachefile
 from envpack.analyzer._sites import IMPORT, Site, Summary, summarize
 
 # Bump when the summary format or the extraction rules change.
-FORMAT = 4
+FORMAT = 5
 _MAX_ENTRIES = 200_000
 _POOL_THRESHOLD = 32  # below this many parses a process pool costs more than it saves
 

@@ -18,8 +18,7 @@ A summary is ``(sites, all_names, extends_path, data_refs, error)``:
   ``("osname", op, rhs)``, ``("platsys", op, rhs)``, ``("const", bool)``, ``("fail", gid)``
   (the try body ``gid`` had an import that did not resolve), ``("and", …)``, ``("or", …)``,
   ``("not", c)`` and ``("?",)`` for anything else.
-- data_refs (local code only): ``(relpath, anchor, line)`` with anchor ``"file"`` (relative
-  to the file's directory only) or ``"either"`` (the file's directory, then the cwd).
+- data_refs (local code only): what data.py's ``scan`` finds (data.py owns its format).
 """
 
 from __future__ import annotations
@@ -29,46 +28,22 @@ import bisect
 import re
 from typing import Any
 
+from envpack.analyzer import data as _data
+
 IMPORT, FROM, DYNAMIC = 0, 1, 2
 
 Cond = tuple[Any, ...]
 Guard = tuple[Cond, bool]
 Site = tuple[int, str, int, tuple[str, ...], int, bool, tuple[Guard, ...], tuple[int, ...], Any]
-DataRef = tuple[str, str, int]
+DataSummary = _data.DataSummary
 Summary = tuple[
-    tuple[Site, ...], tuple[str, ...] | None, bool, tuple[DataRef, ...], tuple[str, int, int] | None
+    tuple[Site, ...], tuple[str, ...] | None, bool, DataSummary, tuple[str, int, int] | None
 ]
 
 UNKNOWN: Cond = ("?",)
 
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
 _DYNAMIC_FUNCS = frozenset({"import_module", "__import__"})
-# Callables whose first argument is a path to read: open(), pathlib, numpy/pandas/uproot
-# readers, correctionlib's CorrectionSet.from_file, h5py.File, coffea's LumiMask.
-_DATA_FUNCS = frozenset(
-    {
-        "open",
-        "Path",
-        "PurePath",
-        "PosixPath",
-        "from_file",
-        "load",
-        "loadtxt",
-        "genfromtxt",
-        "fromfile",
-        "read_csv",
-        "read_json",
-        "read_parquet",
-        "read_pickle",
-        "read_hdf",
-        "read_table",
-        "read_feather",
-        "File",
-        "LumiMask",
-        "ZipFile",
-        "TarFile",
-    }
-)
 _CMP_OPS: dict[type[ast.cmpop], str] = {
     ast.Eq: "==",
     ast.NotEq: "!=",
@@ -96,9 +71,10 @@ def summarize(source: bytes, filename: str, local: bool) -> Summary:
     ex.source = source
     try:
         ex.run()
+        data_refs = _data.scan(tree) if local else ()
     except RecursionError:
         return (), None, False, (), ("RecursionError: nesting too deep to analyze", 0, 0)
-    return tuple(ex.sites), ex.all_names, extends, tuple(ex.data), None
+    return tuple(ex.sites), ex.all_names, extends, data_refs, None
 
 
 class _Ctx:
@@ -142,7 +118,6 @@ class _Extractor:
         self.source = b""
         self.call_lines: list[int] = []
         self.sites: list[Site] = []
-        self.data: list[DataRef] = []
         self.all_names: tuple[str, ...] | None = None
         self.funcs: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
         self.conds: dict[str, Cond] = {}
@@ -276,7 +251,7 @@ class _Extractor:
             (kind, module, level, names, line, ctx.lazy, ctx.guards, ctx.groups, anchor)
         )
 
-    # -- expressions: dynamic imports, calls of the module's own functions, data files -------
+    # -- expressions: dynamic imports, calls of the module's own functions -------------------
     def exprs(self, nodes: list[Any], ctx: _Ctx) -> None:
         want_calls = not ctx.lazy and bool(self.funcs)
         if not self.local and not any(
@@ -286,48 +261,21 @@ class _Extractor:
         ):
             return
         stack = list(nodes)
-        consumed: set[int] = set()
         while stack:
             node = stack.pop()
             if isinstance(node, ast.Lambda):
                 continue
             if isinstance(node, ast.Call):
-                self.call(node, ctx, want_calls, consumed)
-            elif (
-                self.local
-                and isinstance(node, ast.BinOp)
-                and id(node) not in consumed
-                and not _never_runs(ctx)
-            ):
-                joined = self.path_div(node, consumed)
-                if joined is not None:
-                    self.data.append((joined[0], joined[1], node.lineno))
+                self.call(node, ctx, want_calls)
             stack.extend(ast.iter_child_nodes(node))
 
-    def call(self, node: ast.Call, ctx: _Ctx, want_calls: bool, consumed: set[int]) -> None:
-        if self.local and _never_runs(ctx):
-            consumed.add(id(node))  # no data files from __main__ / TYPE_CHECKING blocks
+    def call(self, node: ast.Call, ctx: _Ctx, want_calls: bool) -> None:
         func = node.func
         name = _callee(node)
         if name in _DYNAMIC_FUNCS and node.args and self.has_dynamic:
             self.dynamic(node, ctx)
         if want_calls and isinstance(func, ast.Name) and func.id in self.funcs:
             self.expand(func.id, ctx)
-        if self.local and id(node) not in consumed and name == "join":
-            ref = self.path_expr(node)
-            if ref is not None and ref[1] == "file":  # os.path.join(os.path.dirname(__file__), …)
-                self.data.append((ref[0], ref[1], node.lineno))
-        if self.local and id(node) not in consumed:
-            if name in _DATA_FUNCS and node.args:
-                ref = self.path_expr(node.args[0])
-                if ref is not None:
-                    self.data.append((ref[0], ref[1], node.lineno))
-            elif name == "add_weight_sets" and node.args:
-                # coffea extractor: "local_name hist_name path/to/file.root" entries.
-                for entry in _str_seq(node.args[0]) or ():
-                    parts = entry.split()
-                    if parts:
-                        self.data.append((parts[-1], "either", node.lineno))
 
     def dynamic(self, node: ast.Call, ctx: _Ctx) -> None:
         arg = node.args[0]
@@ -361,61 +309,6 @@ class _Extractor:
             return
         self.expanded.add(fname)
         self.body(self.funcs[fname].body, _Ctx(ctx.guards, ctx.groups, False, {}))
-
-    # -- data file references -------------------------------------------------------------
-    def path_expr(self, node: ast.expr) -> tuple[str, str] | None:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return (node.value, "either") if node.value else None
-        if isinstance(node, ast.Call):
-            func = node.func
-            if (
-                isinstance(func, ast.Attribute)
-                and func.attr == "join"
-                and _dotted(func.value) in ("os.path", "path", "osp")
-                and node.args
-            ):
-                first = node.args[0]
-                parts = [_str(a) for a in node.args[1:]]
-                if any(p is None for p in parts):
-                    return None
-                rest = "/".join(p for p in parts if p)
-                if _is_file_dir(first):
-                    return (rest, "file") if rest else None
-                head = _str(first)
-                if head is None:
-                    return None
-                return ("/".join(p for p in (head, rest) if p), "either")
-        return None
-
-    def path_div(self, node: ast.BinOp, consumed: set[int]) -> tuple[str, str] | None:
-        """``Path("a") / "b"`` and ``Path(__file__).parent / "b"`` chains of literals."""
-        parts: list[str] = []
-        cur: ast.expr = node
-        inner: list[ast.AST] = []
-        while isinstance(cur, ast.BinOp) and isinstance(cur.op, ast.Div):
-            piece = _str(cur.right)
-            if piece is None:
-                return None
-            parts.append(piece)
-            inner.append(cur)
-            cur = cur.left
-        parts.reverse()
-        if _is_file_dir(cur):
-            anchor = "file"
-        elif (
-            isinstance(cur, ast.Call)
-            and _callee(cur) in ("Path", "PurePath", "PosixPath")
-            and len(cur.args) == 1
-            and _str(cur.args[0]) is not None
-        ):
-            parts.insert(0, _str(cur.args[0]) or "")
-            anchor = "either"
-            inner.append(cur)
-        else:
-            return None
-        consumed.update(id(n) for n in inner)
-        rel = "/".join(p for p in parts if p)
-        return (rel, anchor) if rel else None
 
     # -- conditions -------------------------------------------------------------------------
     def cond(self, node: ast.expr) -> Cond:
@@ -524,11 +417,6 @@ def _span_has(lines: list[int], node: ast.AST) -> bool:
     return i < len(lines) and lines[i] <= end
 
 
-def _never_runs(ctx: _Ctx) -> bool:
-    """Under ``if __name__ == "__main__":`` or ``if TYPE_CHECKING:`` (for every target)."""
-    return any(want and cond[0] in ("main", "tc") for cond, want in ctx.guards)
-
-
 def _spec_probe(node: ast.Call) -> str | None:
     """``importlib.util.find_spec("x")`` (or ``find_spec``/``pkgutil.find_loader``): ``"x"``."""
     name = _dotted(node.func) or ""
@@ -611,34 +499,3 @@ def _version_ref(node: ast.AST) -> tuple[str, int] | None:
         ):
             return ("slice", sl.upper.value)
     return None
-
-
-def _is_file_dir(node: ast.AST) -> bool:
-    """``os.path.dirname(__file__)`` (optionally of abspath/realpath), ``Path(__file__).parent``."""
-    if isinstance(node, ast.Call) and _dotted(node.func) in ("os.path.dirname", "path.dirname"):
-        if len(node.args) != 1:
-            return False
-        arg = node.args[0]
-        if isinstance(arg, ast.Call) and _dotted(arg.func) in (
-            "os.path.abspath",
-            "os.path.realpath",
-        ):
-            arg = arg.args[0] if arg.args else arg
-        return isinstance(arg, ast.Name) and arg.id == "__file__"
-    if isinstance(node, ast.Attribute) and node.attr == "parent":
-        inner = node.value
-        if (
-            isinstance(inner, ast.Call)
-            and isinstance(inner.func, ast.Attribute)
-            and inner.func.attr in ("resolve", "absolute")
-            and not inner.args
-        ):
-            inner = inner.func.value
-        return (
-            isinstance(inner, ast.Call)
-            and _callee(inner) in ("Path", "PurePath", "PosixPath")
-            and len(inner.args) == 1
-            and isinstance(inner.args[0], ast.Name)
-            and inner.args[0].id == "__file__"
-        )
-    return False

@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from envpack._cachefile import cache_dir
+from envpack.analyzer.data import data_tree, manual_data, package_data
 from envpack.analyzer.distributions import (
     DistIndex,
     InstalledDist,
@@ -43,6 +44,7 @@ def analyze(
     python: str | os.PathLike[str] | None = None,
     search_path: Sequence[str | os.PathLike[str]] = (),
     project_dir: str | os.PathLike[str] | None = None,
+    data: Sequence[str] = (),
 ) -> Spec:
     """Analyze processor files for the target interpreter ``python`` (default: this one).
 
@@ -52,6 +54,9 @@ def analyze(
     ``search_path``: directories of local code besides the roots' own (like PYTHONPATH);
     ``project_dir``: where to look for ``[tool.envpack]`` (default: the first root's directory).
     Both serve generated roots (notebooks, live objects) that live in a temporary directory.
+    ``data``:
+    files, directories or globs (relative to the current directory) to ship as data besides
+    what the code is seen to open, placed as they lie relative to the first processor.
     """
     from envpack.analyzer.native import analyze_native
 
@@ -77,11 +82,14 @@ def analyze(
     )
 
     warnings: list[str] = list(graph.warnings)
+    # An editable package's data ships whole (below): what its own code opens needs no --data.
+    warnings += [str(w) for w in graph.data_warnings if not index.is_editable_source(w.path)]
     errors: list[str] = []
     chosen: dict[str, tuple[InstalledDist, set[str], tuple[str, ...]]] = {}
     local: dict[str, LocalFile] = {}
     stdlib: list[StdlibModule] = []
     editable: set[str] = set()
+    editable_packages: dict[str, tuple[str, str]] = {}  # top-level package -> (its dir, dist)
 
     def choose(dist: InstalledDist, module: str, chain: tuple[str, ...]) -> None:
         entry = chosen.get(dist.key)
@@ -103,6 +111,8 @@ def analyze(
             if owner is not None and in_editable_tree:
                 editable.add(owner.key)
                 choose(owner, name, chain)
+                if mod.is_package and "." not in name:
+                    editable_packages[name] = (os.path.dirname(mod.path), owner.name)
             arc = _module_arcname(name, mod.path, mod.is_package)
             local[arc] = LocalFile(
                 path=mod.path, arcname=arc, kind="module", why=_why_text(chain, mod.site)
@@ -137,10 +147,18 @@ def analyze(
                 f"{where}cannot import '{miss.module}': not installed for {interp.executable}{via}"
             )
 
-    for data in graph.data_files:
-        for path, arc in _data_tree(data.path, data.arcname or data.relpath, data.is_dir):
-            why = f"opened at {data.site}"
-            local[arc] = LocalFile(path=path, arcname=arc, kind="data", why=why)
+    for pkg, (directory, dist_name) in sorted(editable_packages.items()):
+        why = f"package data of {pkg} (editable install of {dist_name})"
+        for path, arc in package_data(directory, pkg):
+            local.setdefault(arc, LocalFile(path=path, arcname=arc, kind="resource", why=why))
+    for found in graph.data_files:
+        for path, arc in data_tree(found.path, found.arcname or found.relpath, found.is_dir):
+            why = f"opened at {found.site}"
+            local.setdefault(arc, LocalFile(path=path, arcname=arc, kind="data", why=why))
+    manual = [(p, os.getcwd(), "--data") for p in data]
+    manual += [(p, str(project.root), f"{project.root}/pyproject.toml") for p in project.data]
+    for path, arc, why in manual_data(manual, str(roots[0].parent)):
+        local.setdefault(arc, LocalFile(path=path, arcname=arc, kind="data", why=why))
 
     env = marker_environment(interp)
     dists: list[Distribution] = []
@@ -208,9 +226,17 @@ def analyze(
 class ProjectSettings:
     """``[tool.envpack]`` of the nearest pyproject.toml: hints and include-lazy for a project."""
 
-    def __init__(self, hints: Mapping[str, Sequence[str]], include_lazy: Sequence[str]) -> None:
+    def __init__(
+        self,
+        hints: Mapping[str, Sequence[str]],
+        include_lazy: Sequence[str],
+        data: Sequence[str] = (),
+        root: Path | None = None,
+    ) -> None:
         self.hints = dict(hints)
         self.include_lazy = tuple(include_lazy)
+        self.data = tuple(data)  # paths and globs, relative to root
+        self.root = root or Path.cwd()  # the directory of the pyproject.toml
 
 
 def project_settings(start: Path) -> ProjectSettings:
@@ -233,7 +259,12 @@ def project_settings(start: Path) -> ProjectSettings:
                 )
             if not isinstance(lazy, list) or not all(isinstance(x, str) for x in lazy):
                 raise UsageError(f"{pyproject}: [tool.envpack] include-lazy must be a list")
-            return ProjectSettings(hints, lazy)
+            files = table.get("data", [])
+            if not isinstance(files, list) or not all(isinstance(x, str) for x in files):
+                raise UsageError(
+                    f"{pyproject}: [tool.envpack] data must be a list of paths or globs"
+                )
+            return ProjectSettings(hints, lazy, files, directory)
     return ProjectSettings({}, ())
 
 
@@ -282,20 +313,6 @@ def _module_arcname(name: str, path: str, is_package: bool) -> str:
 def _why_text(chain: Sequence[str], site: str | None) -> str:
     text = "imported by " + " -> ".join(chain[:-1]) if len(chain) > 1 else "a processor file"
     return f"{text} ({site})" if site and len(chain) > 1 else text
-
-
-def _data_tree(path: str, relpath: str, is_dir: bool) -> list[tuple[str, str]]:
-    """A data file as (source, arcname); a directory as every file under it, in sorted order."""
-    rel = os.path.normpath(relpath)
-    if not is_dir:
-        return [(path, rel)]
-    found: list[tuple[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            found.append((full, os.path.join(rel, os.path.relpath(full, path))))
-    return found
 
 
 def _is_unreached_module(path: str, reached: set[str], target: Target) -> bool:

@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from envpack._cachefile import cache_dir as default_cache_dir
+from envpack.analyzer import data as _data
 from envpack.analyzer import hints as _hints
 from envpack.analyzer._parsecache import ParseCache, Parser
 from envpack.analyzer._sites import DYNAMIC, FROM, Cond, Guard, Summary
+from envpack.analyzer.data import DataFile, DataWarning
 from envpack.analyzer.interpreter import Target
 from envpack.errors import UsageError
 
@@ -87,22 +89,6 @@ class LazyCandidate:
 
 
 @dataclass(frozen=True)
-class DataFile:
-    """A file or directory that local code opens by a literal relative path."""
-
-    path: str  # absolute, on this machine
-    relpath: str  # as written in the code
-    # What relpath is relative to at run time: the referencing module's directory (written
-    # as ``Path(__file__).parent / …``), or the working directory (a bare literal path).
-    base: Literal["file", "cwd"]
-    site: str
-    is_dir: bool
-    # Where it must be at run time, relative to the root local modules are imported from
-    # (which is also the job's working directory): relpath, or the module's package dir + relpath.
-    arcname: str = ""
-
-
-@dataclass(frozen=True)
 class HintMiss:
     """A hint target that is not an importable module (the caller may try it as a distribution)."""
 
@@ -119,6 +105,7 @@ class ImportGraph:
     missing: tuple[MissingImport, ...] = ()
     lazy: tuple[LazyCandidate, ...] = ()
     data_files: tuple[DataFile, ...] = ()
+    data_warnings: tuple[DataWarning, ...] = ()  # data references not shipped, and why
     hint_misses: tuple[HintMiss, ...] = ()
     warnings: tuple[str, ...] = ()
     search_path: tuple[str, ...] = ()
@@ -238,7 +225,7 @@ class _Finder(modulefinder.ModuleFinder):
         self.pending_stars: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         self.missing: dict[tuple[str, str], MissingImport] = {}
         self.lazy: set[tuple[str, str]] = set()
-        self.data: dict[tuple[str, str], DataFile] = {}
+        self.local_data: dict[str, _data.LocalModule] = {}
         self.hint_misses: set[tuple[str, str]] = set()
         self.warnings: list[str] = []
         self.root_names: list[str] = []
@@ -657,28 +644,9 @@ class _Finder(modulefinder.ModuleFinder):
         if key not in self.missing:
             self.missing[key] = MissingImport(name, where, optional, chain)
 
-    def _data_files(self, m: Any, refs: tuple[tuple[str, str, int], ...]) -> None:
-        here = os.path.dirname(m.__file__)
-        pkg = m.__name__.split(".") if m.__path__ else m.__name__.split(".")[:-1]
-        # A bare literal path resolves against the job's working directory; on this machine
-        # look for it next to the file, in the current directory, and next to the processor
-        # (the usual place to run it from).
-        workdirs = [here, os.getcwd(), *self.root_dirs]
-        for rel, anchor, line in refs:
-            if not rel or os.path.isabs(rel) or "://" in rel:
-                continue
-            base: Literal["file", "cwd"] = "file" if anchor == "file" else "cwd"
-            for directory in [here] if base == "file" else workdirs:
-                full = os.path.normpath(os.path.join(directory, rel))
-                if os.path.exists(full) and full != m.__file__:
-                    where = f"{m.__file__}:{line}"
-                    arc = os.path.normpath(os.path.join(*pkg, rel) if base == "file" else rel)
-                    key = (full, rel)
-                    if key not in self.data:
-                        self.data[key] = DataFile(
-                            full, rel, base, where, os.path.isdir(full), arc.replace(os.sep, "/")
-                        )
-                    break
+    def _data_files(self, m: Any, data: _data.DataSummary) -> None:
+        local = _data.LocalModule(m.__name__, m.__file__, m.__path__ is not None, data)
+        self.local_data[m.__name__] = local
 
     # -- the result ----------------------------------------------------------------------------
     def graph(self) -> ImportGraph:
@@ -698,6 +666,7 @@ class _Finder(modulefinder.ModuleFinder):
         lazy = tuple(
             LazyCandidate(mod, site) for mod, site in sorted(self.lazy) if mod not in modules
         )
+        found = _data.resolve(self.local_data, [os.getcwd(), *self.root_dirs])
         warnings = list(self.warnings)
         for miss in self.missing.values():
             if miss.optional and miss.chain and self.meta[miss.chain[-1]][2] == "local":
@@ -707,7 +676,8 @@ class _Finder(modulefinder.ModuleFinder):
             modules=modules,
             missing=tuple(sorted(self.missing.values(), key=lambda x: (x.module, x.site))),
             lazy=lazy,
-            data_files=tuple(sorted(self.data.values(), key=lambda d: (d.path, d.site))),
+            data_files=found.files,
+            data_warnings=found.warnings,
             hint_misses=tuple(HintMiss(h, t) for h, t in sorted(self.hint_misses)),
             warnings=tuple(sorted(set(warnings))),
             search_path=tuple(self.path),

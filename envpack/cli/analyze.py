@@ -22,6 +22,7 @@ Examples:
   envpack analyze myproc.py --why numpy          # the import chain that pulls numpy in
   envpack analyze myproc.py --why matplotlib     # ...or why it is left out
   envpack analyze myproc.py --include-lazy hist  # also ship hist's function-level imports
+  envpack analyze myproc.py --data 'models/*.json'  # files the code names only at run time
   envpack analyze myproc.py --hint uproot=zstandard --python ~/venvs/ana/bin/python
   envpack analyze analysis.ipynb                 # what its processor classes reach, not its plots
   envpack analyze analysis.ipynb --object run_chunk   # ...or what this function reaches
@@ -55,6 +56,14 @@ Exit status: 0 complete, 1 imports or libraries missing (all listed), 2 usage er
     metavar="MOD=NAME,...",
     help="MOD imports these modules or distributions data-dependently (repeatable).",
 )
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="PATH|GLOB",
+    help="Also ship these files or directories as data, where the processor's directory has "
+    "them: the task's working directory (repeatable).",
+)
 @click.option("--why", metavar="NAME", help="Explain why NAME is (or is not) in the environment.")
 @click.option(
     "--object",
@@ -81,6 +90,7 @@ def analyze_command(
     as_json: bool,
     include_lazy: tuple[str, ...],
     hints: tuple[str, ...],
+    data: tuple[str, ...],
     why: str | None,
     objects: tuple[str, ...],
     all_cells: bool,
@@ -127,7 +137,11 @@ def analyze_command(
                 spec = notebook.spec
             else:
                 spec = analyze(
-                    processors, include_lazy=include_lazy, hints=hint_map, python=choice.python
+                    processors,
+                    include_lazy=include_lazy,
+                    hints=hint_map,
+                    python=choice.python,
+                    data=data,
                 )
     except UsageError as exc:
         fail(str(exc), 2)
@@ -179,7 +193,7 @@ def summarize(spec: Spec) -> None:
     out.print(table)
     total = sum(d.size for d in spec.distributions)
     modules = sum(1 for f in spec.local if f.kind == "module")
-    data = sum(1 for f in spec.local if f.kind == "data")
+    data = sum(1 for f in spec.local if f.kind != "module")
     out.print(
         f"{len(spec.distributions)} distributions, {human_size(total)}; "
         f"{len(spec.stdlib)} stdlib modules; {modules} local modules, {data} data files"

@@ -15,7 +15,9 @@ from envpack.errors import AnalysisError, EnvpackError, SpecError, UsageError
 from envpack.spec import Spec
 
 
-def _load_spec(inputs: tuple[Path, ...], python: Path | None, err: Console) -> Spec:
+def _load_spec(
+    inputs: tuple[Path, ...], python: Path | None, err: Console, data: tuple[str, ...] = ()
+) -> Spec:
     if not inputs:
         inputs = (Path("envpack.json"),)
     py = [p for p in inputs if p.suffix == ".py"]
@@ -33,11 +35,16 @@ def _load_spec(inputs: tuple[Path, ...], python: Path | None, err: Console) -> S
             from envpack.analyzer.notebook import analyze_notebook
 
             return analyze_notebook(inputs[0], python=choice.python).spec
-        return analyze(py, python=choice.python)
+        return analyze(py, python=choice.python, data=data)
     if python is not None:
         raise UsageError(
             "--python applies to processor files; a Spec names its interpreter already "
             "(analyze again with `envpack analyze PROC.py --python ...`, or build PROC.py)"
+        )
+    if data:
+        raise UsageError(
+            "--data is part of the analysis: give it with the processor files "
+            "(envpack build PROC.py --data ...), or to `envpack analyze`"
         )
     if len(other) > 1:
         raise UsageError("give one Spec file")
@@ -64,6 +71,7 @@ Examples:
   envpack build analysis.ipynb -o dist   # what the notebook's processor classes reach
   envpack build myproc.py --python ~/venvs/ana/bin/python
   envpack build --target-glibc 2.28      # refuse unless EL8-era workers can run it
+  envpack build myproc.py --data 'models/*.json'  # also ship files the code names at run time
   envpack build -o dist --compress zstd  # smaller and faster; workers then need zstd
 
 \b
@@ -93,6 +101,8 @@ still lists missing imports).
 @click.option("--target-glibc", metavar="X.Y", callback=_glibc_version,
               help="Refuse to build if a shipped ELF file needs a newer glibc (e.g. 2.28 for "
               "EL8 workers, 2.34 for EL9); the culprits are named.")  # fmt: skip
+@click.option("--data", "data", multiple=True, metavar="PATH|GLOB",
+              help="With PROC.py: ship these files as data too (repeatable).")  # fmt: skip
 def build_command(
     inputs: tuple[Path, ...],
     out_dir: Path,
@@ -102,6 +112,7 @@ def build_command(
     keep_debug: bool,
     python: Path | None,
     target_glibc: str | None,
+    data: tuple[str, ...],
 ) -> None:
     """Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py files.
 
@@ -113,13 +124,16 @@ def build_command(
 
     err = Console(stderr=True, soft_wrap=True)
     try:
-        spec = _load_spec(inputs, python, err)
+        spec = _load_spec(inputs, python, err, data)
     except (UsageError, SpecError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise SystemExit(2) from None
     except AnalysisError as exc:
         err.print(f"[red]analysis found problems:[/]\n{exc}")
         raise SystemExit(2) from None
+    if any(p.suffix == ".py" for p in inputs):
+        for line in spec.warnings:  # what `envpack analyze` would have said
+            err.print(f"[yellow]warning:[/] {line}")
     if spec.errors:
         err.print("[red]the Spec is incomplete; fix these and re-analyze:[/]")
         for problem in spec.errors:

@@ -65,6 +65,30 @@ def test_project_settings_hints(fixture_venv: FixtureVenv, tmp_path: Path) -> No
     assert {"fx-unused", "fx-lazydep"} <= _names(analyze([proc], python=fixture_venv.python))
 
 
+def test_data_by_hand_from_project_settings_and_argument(
+    fixture_venv: FixtureVenv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.envpack]\ndata = ["models/*.json"]\n')
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "bdt_2018.json").write_text("{}")
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "eff.csv").write_text("x")
+    proc = _proc(tmp_path, "import sys\nM = open(sys.argv[1])\n")
+    monkeypatch.chdir(tmp_path / "tables")  # --data is relative to the current directory
+    spec = analyze([proc], python=fixture_venv.python, data=["eff.csv"])
+    local = {f.arcname: (f.kind, f.why) for f in spec.local if f.kind == "data"}
+    assert local == {
+        "models/bdt_2018.json": ("data", f"added by {tmp_path}/pyproject.toml 'models/*.json'"),
+        "tables/eff.csv": ("data", "added by --data 'eff.csv'"),
+    }
+    assert f"{proc}:2: open: path not resolved; add it with --data if workers need it" in (
+        spec.warnings
+    )
+    (tmp_path / "pyproject.toml").write_text('[tool.envpack]\ndata = "models"\n')
+    with pytest.raises(UsageError, match="data must be a list of paths or globs"):
+        analyze([proc], python=fixture_venv.python)
+
+
 def test_bad_project_settings_are_usage_errors(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.envpack]\nhints = { fxcore = "x" }\n')
     with pytest.raises(UsageError, match="hints must map"):
