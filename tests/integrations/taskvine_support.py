@@ -109,6 +109,16 @@ def netns_problem() -> str | None:
     return None
 
 
+def run_in_netns(
+    argv: Sequence[str], *, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in a network namespace of its own (loopback only) with a fresh /var/tmp."""
+    ip = ip_tool()
+    assert ip is not None
+    cmd = ["unshare", "--net", "--mount", "sh", "-c", _netns_script(ip), "sh", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
 @dataclass(frozen=True)
 class VineTask:
     """One finished TaskVine task as the driver saw it; `report` is sixapp's JSON line."""
@@ -229,8 +239,6 @@ class TaskVine:
         """Run a manager program ``driver`` (which starts its worker with vine_driver's
         start_worker) in a network namespace of its own; returns its JSON line and the worker's
         log and debug log. ``pythonpath`` precedes cctools' site-packages, for the manager only."""
-        ip = ip_tool()
-        assert ip is not None
         here = self.root / f"app{self.runs}"
         self.runs += 1
         here.mkdir(parents=True)
@@ -253,9 +261,7 @@ class TaskVine:
         env["PYTHONPATH"] = os.pathsep.join(
             [*map(str, pythonpath), str(self.cctools.site_packages)]
         )
-        cmd = ["unshare", "--net", "--mount", "sh", "-c", _netns_script(ip), "sh"]
-        cmd += [sys.executable, str(driver), str(path)]
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout + 90)
+        res = run_in_netns([sys.executable, str(driver), str(path)], env=env, timeout=timeout + 90)
         # the worker's output, then its debug log (where a failed library's traceback goes)
         log = "\n".join(
             p.read_text(errors="replace")
