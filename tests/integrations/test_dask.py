@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from envpack.integrations.dask import jobqueue_options, worker_command
+from envpack.integrations.engines import worker_imports
 from tests.integrations.conftest import EngineVenv, build_engine_env, engine_hide_list
 from tests.integrations.taskvine_support import netns_problem, run_in_netns
 
@@ -89,11 +90,16 @@ def test_a_dask_worker_inside_the_environment_runs_the_users_functions(
         assert not [p for p in r["path"] if p.startswith((sys.base_prefix, sys.prefix))], r
 
 
+DASK_ROWS = [("dask-worker", "distributed.cli.dask_worker")]
+
+
 def test_without_the_table_row_the_dask_worker_does_not_start(
     tmp_path: Path, engine_venv: EngineVenv, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The engines table's dask-worker row, proven: without it, no `dask` in the env."""
-    tarball = build_engine_env(tmp_path_factory, engine_venv, "dask-worker", imports=())
+    [(name, row)] = DASK_ROWS
+    without = tuple(m for m in worker_imports(name) if m != row)
+    tarball = build_engine_env(tmp_path_factory, engine_venv, name, imports=without)
     raw = run_dask(tmp_path, engine_venv, "runner", tarball, tasks=1)
     assert raw["results"] == [] and raw["error"], raw
     assert "exec: dask: not found" in raw["worker_log"], raw
