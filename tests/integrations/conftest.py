@@ -419,3 +419,74 @@ def taskvine(cctools: Cctools, tmp_path: Path) -> TaskVine:
     if problem:
         pytest.skip(problem)
     return TaskVine(cctools=cctools, root=tmp_path / "taskvine")
+
+
+# --- engines (envpack.integrations.engines / taskvine) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineVenv:
+    """The user's venv for the engine tests: this test venv's packages (dask, distributed,
+    parsl, cloudpickle, threadpoolctl from the [test] extra) and cctools' ndcctools, both
+    through a .pth file, as a venv layered on others sees them; no copy, no download."""
+
+    root: Path
+    python: Path
+    cctools: Cctools
+
+
+@pytest.fixture(scope="session")
+def engine_venv(tmp_path_factory: pytest.TempPathFactory, cctools: Cctools) -> EngineVenv:
+    import sysconfig
+
+    shared = _shared_dir(tmp_path_factory)
+    root = shared / "engine-venv"
+    with _locked(shared / "engine-venv.lock"):
+        python = root / "bin" / "python"
+        if not (root / ".ready").exists():
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+            v = sys.version_info
+            site = root / "lib" / f"python{v.major}.{v.minor}" / "site-packages"
+            ours = sysconfig.get_paths()["purelib"]
+            (site / "envpack-test-layers.pth").write_text(f"{ours}\n{cctools.site_packages}\n")
+            (root / ".ready").write_text("")
+        return EngineVenv(root=root, python=python, cctools=cctools)
+
+
+def engine_hide_list(venv: EngineVenv) -> list[Path]:
+    """What the engine tests' workers must not see: our interpreter's install, this venv, the
+    layered user venv, cctools' Python packages and Debian's Python libraries."""
+    base = Path(sys.base_prefix)
+    parts = base.parts
+    pyenv = Path(*parts[: parts.index("versions")]) if "versions" in parts else base
+    hide = {pyenv, Path(sys.prefix), venv.root, venv.cctools.site_packages.parent}
+    hide |= {p for p in Path("/usr/lib").glob("python3*") if p.is_dir()}
+    return sorted(p for p in hide if not any(q != p and q in p.parents for q in hide))
+
+
+def build_engine_env(
+    tmp_path_factory: pytest.TempPathFactory,
+    venv: EngineVenv,
+    engines: str | tuple[str, ...],
+    imports: tuple[str, ...] | None = None,
+) -> Path:
+    """The tarball of apps/enginefuncs.py for ``engines`` (with ``imports`` instead of the
+    table's rows when given), built once per session and key under a lock."""
+    from envpack.integrations.engines import environment_for
+
+    names = (engines,) if isinstance(engines, str) else engines
+    key = "+".join(names) + ("" if imports is None else "-only-" + "+".join(imports or ("none",)))
+    shared = _shared_dir(tmp_path_factory) / "engine-envs"
+    with _locked(shared / f"{key}.lock"):
+        ready = shared / f"{key}.json"
+        if ready.exists():
+            return Path(json.loads(ready.read_text())["tarball"])
+        env = environment_for(
+            names,
+            [APPS / "enginefuncs.py"],
+            out_dir=shared / key,
+            python=venv.python,
+            imports=imports,
+        )
+        ready.write_text(json.dumps({"tarball": str(env.path)}))
+        return Path(env.path)

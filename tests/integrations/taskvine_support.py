@@ -109,6 +109,16 @@ def netns_problem() -> str | None:
     return None
 
 
+def run_in_netns(
+    argv: Sequence[str], *, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in a network namespace of its own (loopback only) with a fresh /var/tmp."""
+    ip = ip_tool()
+    assert ip is not None
+    cmd = ["unshare", "--net", "--mount", "sh", "-c", _netns_script(ip), "sh", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
 @dataclass(frozen=True)
 class VineTask:
     """One finished TaskVine task as the driver saw it; `report` is sixapp's JSON line."""
@@ -216,3 +226,51 @@ class TaskVine:
             cache_events=raw["cache_events"],
             worker_log=log,
         )
+
+    def run_app(
+        self,
+        driver: Path,
+        config: dict[str, Any],
+        *,
+        hide: Sequence[Path] = (),
+        pythonpath: Sequence[Path] = (),
+        timeout: float = 60,
+    ) -> tuple[dict[str, Any], str]:
+        """Run a manager program ``driver`` (which starts its worker with vine_driver's
+        start_worker) in a network namespace of its own; returns its JSON line and the worker's
+        log and debug log. ``pythonpath`` precedes cctools' site-packages, for the manager only."""
+        here = self.root / f"app{self.runs}"
+        self.runs += 1
+        here.mkdir(parents=True)
+        cfg: dict[str, object] = {
+            "vine_worker": str(self.cctools.vine_worker),
+            "workspace": str(here / "workspace"),
+            "worker_log": str(here / "worker.log"),
+            "worker_debug": str(here / "worker.debug"),
+            "run_info": str(here / "run-info"),
+            "hide": [str(p) for p in hide],
+            "port": PORT,
+            "timeout": timeout,
+            **config,
+        }
+        path = here / "driver.json"
+        path.write_text(json.dumps(cfg, indent=1))
+        env = dict(os.environ)
+        for var in ("ENVPACK_CACHE", "PYTHONHOME", "VIRTUAL_ENV"):
+            env.pop(var, None)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [*map(str, pythonpath), str(self.cctools.site_packages)]
+        )
+        res = run_in_netns([sys.executable, str(driver), str(path)], env=env, timeout=timeout + 90)
+        # the worker's output, then its debug log (where a failed library's traceback goes)
+        log = "\n".join(
+            p.read_text(errors="replace")
+            for p in (here / "worker.log", here / "worker.debug")
+            if p.exists()
+        )
+        assert res.returncode == 0 and res.stdout.strip(), (
+            f"{driver.name} exited {res.returncode}\nstderr:\n{res.stderr[-4000:]}\n"
+            f"worker log:\n{log[-2000:]}"
+        )
+        raw: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+        return raw, log

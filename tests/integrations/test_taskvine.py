@@ -11,13 +11,22 @@ libraries), hidden as in test_workqueue. See taskvine_support.py and apps/vine_d
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.integrations.conftest import BuiltEnv, can_hide, unpack_count
+from tests.integrations.conftest import (
+    BuiltEnv,
+    EngineVenv,
+    build_engine_env,
+    can_hide,
+    engine_hide_list,
+    unpack_count,
+)
 from tests.integrations.taskvine_support import TaskVine, VineRun, VineTask
 from tests.integrations.test_workqueue import _hide_list
 
@@ -124,3 +133,99 @@ def test_poncho_package_runs_through_run_in_env_outside_every_sandbox(
     assert sum(unpack_count(t.output) for t in tasks) == 0
     # the poncho name for the same prefix, which poncho-aware code reads
     assert {t.report["poncho_prefix"] for t in tasks} == {t.report["prefix"] for t in tasks}
+
+
+# --- envpack.integrations.taskvine: what a user's manager program does ---------------------
+
+ENGINE_DRIVER = Path(__file__).parent / "apps" / "engine_driver.py"
+APPS_DIR = Path(__file__).parent / "apps"
+
+
+def run_engine(
+    taskvine: TaskVine,
+    venv: EngineVenv,
+    scenario: str,
+    tarball: Path,
+    *,
+    tasks: int = 4,
+    timeout: float = 60,
+) -> tuple[dict[str, Any], str]:
+    """One run of apps/engine_driver.py: ``scenario`` on ``tarball``, the worker's Python hidden."""
+    repo = Path(__file__).resolve().parents[2]
+    return taskvine.run_app(
+        ENGINE_DRIVER,
+        {"scenario": scenario, "tarball": str(tarball), "tasks": tasks},
+        hide=engine_hide_list(venv),
+        pythonpath=[repo, APPS_DIR],
+        timeout=timeout,
+    )
+
+
+def _in_env(report: dict[str, Any]) -> None:
+    """The function ran on the env's own Python, outside its task's sandbox, and none of the
+    manager's Python was on its path."""
+    prefix = report["prefix"]
+    assert report["envpack_prefix"] == prefix == report["poncho_prefix"], report
+    assert report["executable"].startswith(prefix + os.sep), report
+    assert not (prefix + os.sep).startswith(report["cwd"] + os.sep), report
+    own = (sys.base_prefix, sys.prefix)
+    assert not [p for p in report["path"] if p.startswith(own)], report["path"]
+
+
+def test_python_tasks_run_inside_the_declared_environment(
+    taskvine: TaskVine, engine_venv: EngineVenv, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`declare` + `python_task`: a PythonTask of a module's function, nothing hand-written."""
+    tarball = build_engine_env(tmp_path_factory, engine_venv, "taskvine-python-task")
+    raw, log = run_engine(taskvine, engine_venv, "python-task", tarball)
+    tasks = raw["tasks"]
+    assert len(tasks) == 4 and all(t["ok"] for t in tasks), (tasks[:1], log[-2000:])
+    assert sorted(t["output"]["value"] for t in tasks) == [0, 1, 4, 9]
+    for t in tasks:
+        _in_env(t["output"])
+    # one unpacked tree for all the tasks: the worker's, from declare_poncho
+    assert len({t["output"]["prefix"] for t in tasks}) == 1
+
+
+def test_a_library_from_functions_serves_function_calls_inside_the_environment(
+    taskvine: TaskVine, engine_venv: EngineVenv, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tarball = build_engine_env(tmp_path_factory, engine_venv, "taskvine-library")
+    raw, log = run_engine(taskvine, engine_venv, "library", tarball)
+    tasks = raw["tasks"]
+    assert len(tasks) == 4 and all(t["ok"] for t in tasks), (tasks[:1], log[-2000:])
+    assert sorted(t["output"]["value"] for t in tasks) == [0, 1, 4, 9]
+    for t in tasks:
+        _in_env(t["output"])
+
+
+@pytest.mark.parametrize("scenario", ["task", "runner-task"])
+def test_plain_tasks_through_run_in_env_or_the_runner(
+    taskvine: TaskVine,
+    engine_venv: EngineVenv,
+    tmp_path_factory: pytest.TempPathFactory,
+    scenario: str,
+) -> None:
+    tarball = build_engine_env(tmp_path_factory, engine_venv, "taskvine-python-task")
+    raw, log = run_engine(taskvine, engine_venv, scenario, tarball, tasks=2)
+    tasks = raw["tasks"]
+    assert len(tasks) == 2 and all(t["ok"] for t in tasks), (tasks[:1], log[-2000:])
+    reports = [json.loads(t["output"].strip().splitlines()[-1]) for t in tasks]
+    for r in reports:
+        _in_env(r)
+    if scenario == "runner-task":  # the runner's node cache, its default (a fresh /var/tmp)
+        digest = tarball.name.removeprefix("envpack-").removesuffix(".tar.gz")
+        assert {r["prefix"] for r in reports} == {f"/var/tmp/envpack-{os.getuid()}/{digest}"}
+        assert sum(unpack_count(t["std"]) for t in tasks) == 1
+
+
+def test_a_dask_graph_runs_through_daskvine_inside_the_environment(
+    taskvine: TaskVine, engine_venv: EngineVenv, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`dask.compute(..., scheduler=m.get, **dask_options(env_file))`: every vertex a
+    PythonTask in the env (dask pinned in [test] to a version DaskVine accepts)."""
+    tarball = build_engine_env(tmp_path_factory, engine_venv, "daskvine")
+    raw, log = run_engine(taskvine, engine_venv, "daskvine", tarball)
+    assert raw["dask"]["ok"], (raw["dask"], log[-3000:])
+    assert raw["dask"]["total"] == 0 + 1 + 4 + 9
+    _in_env(raw["dask"]["where"])
