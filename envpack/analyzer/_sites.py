@@ -12,12 +12,7 @@ A summary is ``(sites, all_names, extends_path, data_refs, error)``:
   ``guards`` is a tuple of ``(condition, wanted truth)``; ``groups`` the ids of the
   ``try: … except ImportError`` bodies the site is in (it is then optional);
   ``anchor`` is the ``package=`` of a dynamic relative import.
-- condition: ``("tc",)`` TYPE_CHECKING, ``("main",)`` ``__name__ == "__main__"``,
-  ``("ver", op, rhs, sub)``, ``("plat", op, rhs)``, ``("platsw", prefixes)``,
-  ``("spec", name)`` (``importlib.util.find_spec("name")``: true when it resolves),
-  ``("osname", op, rhs)``, ``("platsys", op, rhs)``, ``("const", bool)``, ``("fail", gid)``
-  (the try body ``gid`` had an import that did not resolve), ``("and", …)``, ``("or", …)``,
-  ``("not", c)`` and ``("?",)`` for anything else.
+- condition: see conditions.py (the language, and its evaluator).
 - data_refs (local code only): ``(relpath, anchor, line)`` with anchor ``"file"`` (relative
   to the file's directory only) or ``"either"`` (the file's directory, then the cwd).
 """
@@ -29,17 +24,18 @@ import bisect
 import re
 from typing import Any
 
+from envpack.analyzer.conditions import UNKNOWN, Cond, Guard, condition, never_runs
+from envpack.analyzer.conditions import const_str as _str
+from envpack.analyzer.conditions import dotted as _dotted
+from envpack.analyzer.conditions import str_seq as _str_seq
+
 IMPORT, FROM, DYNAMIC = 0, 1, 2
 
-Cond = tuple[Any, ...]
-Guard = tuple[Cond, bool]
 Site = tuple[int, str, int, tuple[str, ...], int, bool, tuple[Guard, ...], tuple[int, ...], Any]
 DataRef = tuple[str, str, int]
 Summary = tuple[
     tuple[Site, ...], tuple[str, ...] | None, bool, tuple[DataRef, ...], tuple[str, int, int] | None
 ]
-
-UNKNOWN: Cond = ("?",)
 
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
 _DYNAMIC_FUNCS = frozenset({"import_module", "__import__"})
@@ -69,16 +65,6 @@ _DATA_FUNCS = frozenset(
         "TarFile",
     }
 )
-_CMP_OPS: dict[type[ast.cmpop], str] = {
-    ast.Eq: "==",
-    ast.NotEq: "!=",
-    ast.Lt: "<",
-    ast.LtE: "<=",
-    ast.Gt: ">",
-    ast.GtE: ">=",
-    ast.In: "in",
-    ast.NotIn: "not in",
-}
 
 
 def summarize(source: bytes, filename: str, local: bool) -> Summary:
@@ -169,7 +155,7 @@ class _Extractor:
                         # A flag named once for a platform/version test (subprocess's
                         # ``_mswindows``); plain constants are not: ``HAS_X = False`` is
                         # usually flipped by a later ``try: import x``.
-                        cond = self.cond(node.value)
+                        cond = condition(node.value, self.conds)
                         if cond != UNKNOWN and cond[0] != "const":
                             self.conds[target.id] = cond
         for name, count in assigned.items():
@@ -204,7 +190,7 @@ class _Extractor:
             self.add(FROM, node.module or "", node.level, names, node.lineno, ctx, None)
         elif isinstance(node, ast.If):
             self.exprs([node.test], ctx)
-            cond = self.cond(node.test)
+            cond = condition(node.test, self.conds)
             self.body(node.body, ctx.with_guard(cond, True))
             self.body(node.orelse, ctx.with_guard(cond, False))
         elif isinstance(node, ast.Try | ast.TryStar):
@@ -417,86 +403,6 @@ class _Extractor:
         rel = "/".join(p for p in parts if p)
         return (rel, anchor) if rel else None
 
-    # -- conditions -------------------------------------------------------------------------
-    def cond(self, node: ast.expr) -> Cond:
-        if isinstance(node, ast.BoolOp):
-            op = "and" if isinstance(node.op, ast.And) else "or"
-            return (op, *(self.cond(v) for v in node.values))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return ("not", self.cond(node.operand))
-        if isinstance(node, ast.Name):
-            if node.id == "TYPE_CHECKING":
-                return ("tc",)
-            return self.conds.get(node.id, UNKNOWN)
-        if isinstance(node, ast.Attribute) and node.attr == "TYPE_CHECKING":
-            return ("tc",)
-        if isinstance(node, ast.Constant) and isinstance(node.value, bool | int):
-            return ("const", bool(node.value))
-        if isinstance(node, ast.Call):
-            func = node.func
-            spec = _spec_probe(node)
-            if spec is not None:
-                return ("spec", spec)
-            if (
-                isinstance(func, ast.Attribute)
-                and func.attr == "startswith"
-                and _dotted(func.value) == "sys.platform"
-                and len(node.args) == 1
-            ):
-                arg = node.args[0]
-                prefixes = _str_seq(arg) if isinstance(arg, ast.Tuple) else None
-                single = _str(arg)
-                if single is not None:
-                    prefixes = (single,)
-                if prefixes is not None:
-                    return ("platsw", prefixes)
-            return UNKNOWN
-        if isinstance(node, ast.Compare) and len(node.ops) == 1:
-            return self.compare(node.left, node.ops[0], node.comparators[0])
-        return UNKNOWN
-
-    def compare(self, left: ast.expr, op: ast.cmpop, right: ast.expr) -> Cond:
-        if (
-            isinstance(op, ast.Is | ast.IsNot)
-            and isinstance(right, ast.Constant)
-            and right.value is None
-            and isinstance(left, ast.Call)
-        ):
-            spec = _spec_probe(left)
-            if spec is not None:
-                return ("spec", spec) if isinstance(op, ast.IsNot) else ("not", ("spec", spec))
-        sym = _CMP_OPS.get(type(op))
-        if sym is None:
-            return UNKNOWN
-        lname = _dotted(left)
-        if lname == "__name__" and _str(right) == "__main__" and sym in ("==", "!="):
-            return ("main",) if sym == "==" else ("not", ("main",))
-        if _str(left) == "__main__" and _dotted(right) == "__name__" and sym in ("==", "!="):
-            return ("main",) if sym == "==" else ("not", ("main",))
-        ver = _version_ref(left)
-        if ver is not None:
-            rhs = _int_tuple(right)
-            if rhs is not None and sym not in ("in", "not in"):
-                return ("ver", sym, rhs, ver)
-            return UNKNOWN
-        kind = {"sys.platform": "plat", "os.name": "osname"}.get(lname or "")
-        if (
-            kind is None
-            and isinstance(left, ast.Call)
-            and not left.args
-            and _dotted(left.func) in ("platform.system", "_platform.system")
-        ):
-            kind = "platsys"
-        if kind is None:
-            return UNKNOWN
-        if sym in ("in", "not in"):
-            seq = _str_seq(right)
-            return (kind, sym, seq) if seq is not None else UNKNOWN
-        rhs_s = _str(right)
-        if rhs_s is None or sym not in ("==", "!="):
-            return UNKNOWN
-        return (kind, sym, rhs_s)
-
 
 _IMPORT_RE = re.compile(rb"import")
 _DYNAMIC_RE = re.compile(rb"import_module|__import__")
@@ -526,15 +432,7 @@ def _span_has(lines: list[int], node: ast.AST) -> bool:
 
 def _never_runs(ctx: _Ctx) -> bool:
     """Under ``if __name__ == "__main__":`` or ``if TYPE_CHECKING:`` (for every target)."""
-    return any(want and cond[0] in ("main", "tc") for cond, want in ctx.guards)
-
-
-def _spec_probe(node: ast.Call) -> str | None:
-    """``importlib.util.find_spec("x")`` (or ``find_spec``/``pkgutil.find_loader``): ``"x"``."""
-    name = _dotted(node.func) or ""
-    if name.rsplit(".", 1)[-1] not in ("find_spec", "find_loader") or len(node.args) != 1:
-        return None
-    return _str(node.args[0])
+    return never_runs(ctx.guards)
 
 
 def _catches_import_error(node: ast.expr | None) -> bool:
@@ -546,17 +444,6 @@ def _catches_import_error(node: ast.expr | None) -> bool:
     return name is not None and name.rsplit(".", 1)[-1] in _IMPORT_ERRORS
 
 
-def _dotted(node: ast.AST) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return ".".join(reversed(parts))
-
-
 def _callee(node: ast.Call) -> str:
     func = node.func
     if isinstance(func, ast.Name):
@@ -564,53 +451,6 @@ def _callee(node: ast.Call) -> str:
     if isinstance(func, ast.Attribute):
         return func.attr
     return ""
-
-
-def _str(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    return None
-
-
-def _str_seq(node: ast.AST) -> tuple[str, ...] | None:
-    if isinstance(node, ast.List | ast.Tuple | ast.Set):
-        out = tuple(_str(e) for e in node.elts)
-        if all(s is not None for s in out):
-            return tuple(s for s in out if s is not None)
-    return None
-
-
-def _int_tuple(node: ast.AST) -> tuple[int, ...] | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, int):
-        return (node.value,)
-    if isinstance(node, ast.Tuple):
-        vals = [e.value for e in node.elts if isinstance(e, ast.Constant)]
-        ints = [v for v in vals if isinstance(v, int) and not isinstance(v, bool)]
-        if len(ints) == len(node.elts):
-            return tuple(ints)
-    return None
-
-
-def _version_ref(node: ast.AST) -> tuple[str, int] | None:
-    """``sys.version_info`` (full), ``[:n]`` (slice), ``[n]`` / ``.major`` (index)."""
-    if _dotted(node) == "sys.version_info":
-        return ("all", 0)
-    if isinstance(node, ast.Attribute) and _dotted(node.value) == "sys.version_info":
-        idx = {"major": 0, "minor": 1, "micro": 2}.get(node.attr)
-        return ("idx", idx) if idx is not None else None
-    if isinstance(node, ast.Subscript) and _dotted(node.value) == "sys.version_info":
-        sl = node.slice
-        if isinstance(sl, ast.Constant) and isinstance(sl.value, int):
-            return ("idx", sl.value)
-        if (
-            isinstance(sl, ast.Slice)
-            and sl.lower is None
-            and sl.step is None
-            and isinstance(sl.upper, ast.Constant)
-            and isinstance(sl.upper.value, int)
-        ):
-            return ("slice", sl.upper.value)
-    return None
 
 
 def _is_file_dir(node: ast.AST) -> bool:

@@ -30,7 +30,8 @@ from typing import Any, Literal
 from envpack._cachefile import cache_dir as default_cache_dir
 from envpack.analyzer import hints as _hints
 from envpack.analyzer._parsecache import ParseCache, Parser
-from envpack.analyzer._sites import DYNAMIC, FROM, Cond, Guard, Summary
+from envpack.analyzer._sites import DYNAMIC, FROM, Summary
+from envpack.analyzer.conditions import Evaluator
 from envpack.analyzer.interpreter import Target
 from envpack.errors import UsageError
 
@@ -241,6 +242,7 @@ class _Finder(modulefinder.ModuleFinder):
         self.warnings: list[str] = []
         self.root_names: list[str] = []
         self.root_dirs: list[str] = []
+        self.conditions = Evaluator(self.platform, target.version_info, self._top_resolves)
 
     # -- locating modules on the target's path (replaces importlib's PathFinder) -------------
     def _listing(self, directory: str) -> tuple[frozenset[str], frozenset[str]] | None:
@@ -425,7 +427,7 @@ class _Finder(modulefinder.ModuleFinder):
         fails: dict[int, bool] = {}
         for site in sites:
             skind, module, level, names, line, lazy, guards, groups, anchor = site
-            live = self._live(guards, fails)
+            live = self.conditions.live(guards, fails)
             if live is False:
                 continue
             # In third-party code, an import under a condition we cannot evaluate that does not
@@ -465,82 +467,13 @@ class _Finder(modulefinder.ModuleFinder):
         parts = absname.split(".")
         return any(".".join(parts[:i]) in self.lazy_names for i in range(1, len(parts) + 1))
 
-    def _live(self, guards: tuple[Guard, ...], fails: dict[int, bool]) -> bool | None:
-        """False: dead for the target; True: runs; None: runs unless an unknown test fails."""
-        certain = True
-        for cond, want in guards:
-            value = self._eval(cond, fails)
-            if value is None:
-                certain = False
-            elif value != want:
-                return False
-        return True if certain else None
-
-    def _eval(self, cond: Cond, fails: dict[int, bool]) -> bool | None:
-        tag = cond[0]
-        if tag == "tc" or tag == "main":
+    def _top_resolves(self, top: str) -> bool:
+        """Whether the target finds the top-level module ``top`` (``find_spec`` tests)."""
+        try:
+            self.find_module(top, None)
+        except ImportError:
             return False
-        if tag == "const":
-            return bool(cond[1])
-        if tag == "fail":
-            failed: bool | None = fails.get(cond[1])
-            return failed
-        if tag == "not":
-            inner = self._eval(cond[1], fails)
-            return None if inner is None else not inner
-        if tag in ("and", "or"):
-            values = [self._eval(c, fails) for c in cond[1:]]
-            if tag == "and":
-                if False in values:
-                    return False
-                return True if all(v is True for v in values) else None
-            if True in values:
-                return True
-            return False if all(v is False for v in values) else None
-        if tag == "ver":
-            _, op, rhs, (sub, n) = cond
-            vi = self.target.version_info
-            lhs: tuple[int, ...] | int
-            if sub == "all":
-                lhs = vi
-            elif sub == "slice":
-                lhs = vi[:n]
-            else:
-                if n >= len(vi):
-                    return None
-                lhs = vi[n]
-                if len(rhs) != 1:
-                    return None
-                rhs = rhs[0]
-            return _compare(lhs, op, rhs)
-        if tag == "spec":
-            top = str(cond[1]).lstrip(".").split(".")[0]
-            if not top or top != cond[1].split(".")[0]:
-                return None
-            try:
-                self.find_module(top, None)
-            except ImportError:
-                return False
-            return True
-        if tag == "platsw":
-            return self.platform.startswith(tuple(cond[1]))
-        if tag in ("plat", "osname", "platsys"):
-            value = {
-                "plat": self.platform,
-                "osname": "nt" if self.platform == "win32" else "posix",
-                "platsys": {"win32": "Windows", "darwin": "Darwin", "linux": "Linux"}.get(
-                    self.platform, ""
-                ),
-            }[tag]
-            if tag == "platsys" and not value:
-                return None
-            _, op, rhs = cond
-            if op == "in":
-                return value in tuple(rhs)
-            if op == "not in":
-                return value not in tuple(rhs)
-            return (value == str(rhs)) if op == "==" else (value != str(rhs))
-        return None
+        return True
 
     def _absolute(
         self, m: Any, module: str, level: int, anchor: Any, names: tuple[str, ...]
@@ -746,25 +679,6 @@ def _editable_mappings(site_dirs: Iterable[str]) -> dict[str, str]:
                             if isinstance(key, str) and isinstance(path, str):
                                 mapping.setdefault(key, path)
     return mapping
-
-
-def _compare(lhs: Any, op: str, rhs: Any) -> bool | None:
-    try:
-        if op == "==":
-            return bool(lhs == rhs)
-        if op == "!=":
-            return bool(lhs != rhs)
-        if op == "<":
-            return bool(lhs < rhs)
-        if op == "<=":
-            return bool(lhs <= rhs)
-        if op == ">":
-            return bool(lhs > rhs)
-        if op == ">=":
-            return bool(lhs >= rhs)
-    except TypeError:
-        return None
-    return None
 
 
 __all__ = [
