@@ -11,6 +11,8 @@ language has one definition.
 - ``("plat", op, rhs)`` ``sys.platform``, ``("platsw", prefixes)`` ``sys.platform.startswith``,
   ``("osname", op, rhs)`` ``os.name``, ``("platsys", op, rhs)`` ``platform.system()``;
 - ``("spec", name)`` ``importlib.util.find_spec("name")`` (true when it resolves);
+- ``("flag", module, level, name)`` a name the module imports (``from ._common import
+  WINDOWS``, ``_common.WINDOWS``): the condition that module binds it to, evaluated there;
 - ``("const", bool)``; ``("fail", gid)`` (the ``try`` body ``gid`` had an import that did not
   resolve); ``("and", …)``, ``("or", …)``, ``("not", c)``; ``("?",)`` anything else.
 
@@ -41,8 +43,8 @@ _CMP_OPS: dict[type[ast.cmpop], str] = {
 
 
 # -- reading conditions from the AST -------------------------------------------------------------
-def condition(node: ast.expr, flags: Mapping[str, Cond]) -> Cond:
-    """The condition ``node`` tests; ``flags`` are the module's names bound to a condition."""
+def condition(node: ast.expr, flags: Callable[[str], Cond]) -> Cond:
+    """The condition ``node`` tests; ``flags`` gives what a (dotted) name of the module means."""
     if isinstance(node, ast.BoolOp):
         op = "and" if isinstance(node.op, ast.And) else "or"
         return (op, *(condition(v, flags) for v in node.values))
@@ -51,9 +53,12 @@ def condition(node: ast.expr, flags: Mapping[str, Cond]) -> Cond:
     if isinstance(node, ast.Name):
         if node.id == "TYPE_CHECKING":
             return ("tc",)
-        return flags.get(node.id, UNKNOWN)
-    if isinstance(node, ast.Attribute) and node.attr == "TYPE_CHECKING":
-        return ("tc",)
+        return flags(node.id)
+    if isinstance(node, ast.Attribute):
+        if node.attr == "TYPE_CHECKING":
+            return ("tc",)
+        name = dotted(node)
+        return flags(name) if name is not None else UNKNOWN
     if isinstance(node, ast.Constant) and isinstance(node.value, bool | int):
         return ("const", bool(node.value))
     if isinstance(node, ast.Call):
@@ -198,6 +203,12 @@ def str_seq(node: ast.AST) -> tuple[str, ...] | None:
 
 
 # -- evaluating conditions for a target ----------------------------------------------------------
+# (the module evaluating, flag's module, its level, its name) -> (the flag's condition, the module
+# that defines it), or None when that module or name is not known.
+FlagLookup = Callable[[str, str, int, str], "tuple[Cond, str] | None"]
+_MAX_FLAG_DEPTH = 8  # re-exports followed: ``psutil`` -> ``psutil._common`` -> …
+
+
 class Evaluator:
     """Conditions evaluated for one target: its platform and version, and what it can import."""
 
@@ -206,23 +217,32 @@ class Evaluator:
         platform: str,
         version_info: tuple[int, ...],
         resolves: Callable[[str], bool],
+        flag: FlagLookup | None = None,
     ) -> None:
         self.platform = platform
         self.version_info = version_info
         self.resolves = resolves  # a top-level module name -> whether the target finds it
+        self.flag = flag
 
-    def live(self, guards: tuple[Guard, ...], fails: Mapping[int, bool]) -> bool | None:
-        """False: dead for the target; True: runs; None: runs unless an unknown test fails."""
+    def live(
+        self, guards: tuple[Guard, ...], fails: Mapping[int, bool | None], here: str = ""
+    ) -> bool | None:
+        """False: dead for the target; True: runs; None: runs unless an unknown test fails.
+
+        ``here`` is the module the guards are in (for the flags it imports).
+        """
         certain = True
         for cond, want in guards:
-            value = self.value(cond, fails)
+            value = self.value(cond, fails, here)
             if value is None:
                 certain = False
             elif value != want:
                 return False
         return True if certain else None
 
-    def value(self, cond: Cond, fails: Mapping[int, bool]) -> bool | None:
+    def value(
+        self, cond: Cond, fails: Mapping[int, bool | None], here: str = "", depth: int = 0
+    ) -> bool | None:
         tag = cond[0]
         if tag == "tc" or tag == "main":
             return False
@@ -232,10 +252,10 @@ class Evaluator:
             failed: bool | None = fails.get(cond[1])
             return failed
         if tag == "not":
-            inner = self.value(cond[1], fails)
+            inner = self.value(cond[1], fails, here, depth)
             return None if inner is None else not inner
         if tag in ("and", "or"):
-            values = [self.value(c, fails) for c in cond[1:]]
+            values = [self.value(c, fails, here, depth) for c in cond[1:]]
             if tag == "and":
                 if False in values:
                     return False
@@ -259,6 +279,13 @@ class Evaluator:
                     return None
                 rhs = rhs[0]
             return _compare(lhs, op, rhs)
+        if tag == "flag":
+            if self.flag is None or depth >= _MAX_FLAG_DEPTH:
+                return None
+            found = self.flag(here, cond[1], cond[2], cond[3])
+            if found is None:
+                return None
+            return self.value(found[0], {}, found[1], depth + 1)
         if tag == "spec":
             top = str(cond[1]).lstrip(".").split(".")[0]
             if not top or top != cond[1].split(".")[0]:
@@ -308,6 +335,7 @@ __all__ = [
     "UNKNOWN",
     "Cond",
     "Evaluator",
+    "FlagLookup",
     "Guard",
     "condition",
     "const_str",

@@ -85,11 +85,12 @@ def test_editable_install_ships_source_as_local(fixture_venv: FixtureVenv, tmp_p
 def test_every_missing_import_reported_with_location(
     fixture_venv: FixtureVenv, tmp_path: Path
 ) -> None:
-    proc = _proc(tmp_path, "import json\nimport nope_a\n\ndef f():\n    import nope_b\n")
+    body = "import json\nimport nope_a\n\nclass P:\n    def process(self):\n        import nope_b\n"
+    proc = _proc(tmp_path, body)
     spec = analyze([proc], python=fixture_venv.python)
     assert not spec.complete
     assert any(f"{proc}:2:" in e and "nope_a" in e for e in spec.errors)
-    assert any(f"{proc}:5:" in e and "nope_b" in e for e in spec.errors)
+    assert any(f"{proc}:6:" in e and "nope_b" in e for e in spec.errors)
 
 
 def test_optional_absent_import_is_a_warning(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
