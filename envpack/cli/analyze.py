@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from packaging.utils import canonicalize_name
+from rich.markup import escape
 from rich.table import Table
 
 from envpack.cli._output import echo_json, err, fail, human_size, out
@@ -19,9 +20,12 @@ Examples:
   envpack analyze myproc.py --why matplotlib     # ...or why it is left out
   envpack analyze myproc.py --include-lazy hist  # also ship hist's function-level imports
   envpack analyze myproc.py --hint uproot=zstandard --python ~/venvs/ana/bin/python
+  envpack analyze myproc.py --exclude distributed   # never ship it; importing it is fine
 
 \b
-Exit status: 0 complete, 1 imports or libraries missing (all listed), 2 usage errors.
+Exit status: 0 complete (warnings, such as an optional import that is not installed, do not
+count); 1 imports or libraries missing (all listed, each with file:line and how to resolve
+it); 2 usage errors.
 """
 
 
@@ -49,6 +53,12 @@ Exit status: 0 complete, 1 imports or libraries missing (all listed), 2 usage er
     metavar="MOD=NAME,...",
     help="MOD imports these modules or distributions data-dependently (repeatable).",
 )
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="MOD",
+    help="Never ship module MOD (and its submodules); importing it is not an error (repeatable).",
+)
 @click.option("--why", metavar="NAME", help="Explain why NAME is (or is not) in the environment.")
 @click.option(
     "--python",
@@ -61,6 +71,7 @@ def analyze_command(
     as_json: bool,
     include_lazy: tuple[str, ...],
     hints: tuple[str, ...],
+    exclude: tuple[str, ...],
     why: str | None,
     python: Path | None,
 ) -> None:
@@ -78,7 +89,13 @@ def analyze_command(
             mod, names = parse_hint(text)
             hint_map.setdefault(mod, []).extend(names)
         with err.status("analyzing imports and native libraries…"):
-            spec = analyze(processors, include_lazy=include_lazy, hints=hint_map, python=python)
+            spec = analyze(
+                processors,
+                include_lazy=include_lazy,
+                hints=hint_map,
+                python=python,
+                exclude=exclude,
+            )
     except UsageError as exc:
         fail(str(exc), 2)
     except EnvpackError as exc:
@@ -98,7 +115,7 @@ def analyze_command(
         out.print(f"Spec written to [bold]{output}[/]")
     if spec.errors:
         for line in spec.errors:
-            err.print(f"[bold red]error:[/] {line}")
+            err.print(f"[bold red]error:[/] {escape(line)}")
         raise SystemExit(1)
 
 
@@ -145,8 +162,11 @@ def summarize(spec: Spec) -> None:
             f"[bold]Lazy imports not shipped[/] ({len(spec.lazy)} sites): {shown}{more}\n"
             "  ship one with --include-lazy NAME; see where with --why NAME"
         )
+    for ex in spec.excluded:
+        where = f"{len(ex.sites)} import sites" if ex.sites else "nothing imports it"
+        out.print(f"[bold]Excluded[/] {ex.module} (by {', '.join(ex.by)}): {where}")
     for line in spec.warnings:
-        err.print(f"[yellow]warning:[/] {line}")
+        err.print(f"[yellow]warning:[/] {escape(line)}")
 
 
 def explain(spec: Spec, name: str) -> None:
@@ -189,5 +209,11 @@ def explain(spec: Spec, name: str) -> None:
             out.print(f"  {lz.site}: import {lz.module}")
         if len(sites) > 20:
             out.print(f"  … {len(sites) - 20} more")
+    for ex in spec.excluded:
+        if name == ex.module or name.startswith(ex.module + "."):
+            found = True
+            out.print(f"{name} is excluded (by {', '.join(ex.by)}); imported at:")
+            for where in ex.sites:
+                out.print(f"  {where}")
     if not found:
         out.print(f"{name}: not in the environment, and nothing analyzed imports or requires it")

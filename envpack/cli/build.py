@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -14,7 +15,7 @@ from envpack.errors import AnalysisError, EnvpackError, SpecError, UsageError
 from envpack.spec import Spec
 
 
-def _load_spec(inputs: tuple[Path, ...]) -> Spec:
+def _load_spec(inputs: tuple[Path, ...], exclude: tuple[str, ...] = ()) -> Spec:
     if not inputs:
         inputs = (Path("envpack.json"),)
     py = [p for p in inputs if p.suffix == ".py"]
@@ -24,7 +25,9 @@ def _load_spec(inputs: tuple[Path, ...]) -> Spec:
     if py:
         from envpack.analyzer.api import analyze
 
-        return analyze(py)
+        return analyze(py, exclude=exclude)
+    if exclude:
+        raise UsageError("--exclude is for analyzing PROC.py files; re-analyze to change a Spec")
     if len(other) > 1:
         raise UsageError("give one Spec file")
     if not other[0].exists():
@@ -36,6 +39,7 @@ BUILD_EPILOG = """\b
 Examples:
   envpack build                          # from ./envpack.json, into .
   envpack build myproc.py -o dist        # analyze and build in one step
+  envpack build myproc.py --exclude distributed   # ...never shipping distributed
   envpack build -o dist --compress zstd  # smaller and faster; workers then need zstd
 
 \b
@@ -57,6 +61,8 @@ still lists missing imports).
               help="Ship the test suites inside distributions.")  # fmt: skip
 @click.option("--keep-debug", is_flag=True,
               help="Keep the debug sections (DWARF) of ELF files.")  # fmt: skip
+@click.option("--exclude", multiple=True, metavar="MOD",
+              help="With PROC.py: never ship module MOD; importing it is no error.")  # fmt: skip
 def build_command(
     inputs: tuple[Path, ...],
     out_dir: Path,
@@ -64,6 +70,7 @@ def build_command(
     level: int | None,
     keep_tests: bool,
     keep_debug: bool,
+    exclude: tuple[str, ...],
 ) -> None:
     """Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py files.
 
@@ -75,7 +82,7 @@ def build_command(
 
     err = Console(stderr=True, soft_wrap=True)
     try:
-        spec = _load_spec(inputs)
+        spec = _load_spec(inputs, exclude)
     except (UsageError, SpecError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise SystemExit(2) from None
@@ -85,7 +92,7 @@ def build_command(
     if spec.errors:
         err.print("[red]the Spec is incomplete; fix these and re-analyze:[/]")
         for problem in spec.errors:
-            err.print(f"  {problem}")
+            err.print(f"  {escape(problem)}")
         raise SystemExit(2)
     if compress == "gzip" and level is not None and level > 9:
         err.print("[red]error:[/] gzip levels are 1-9")

@@ -184,3 +184,35 @@ def test_build_reports_dropped_test_suites_and_keep_tests(project: Project, tmp_
     assert "test-suite" not in kept.stdout
     with tarfile.open(kept.stdout.strip().splitlines()[-1]) as tar:
         assert "lib/python3.11/site-packages/pkgt/tests/test_a.py" in tar.getnames()
+
+
+def test_build_of_processor_files_with_exclude(tmp_path: Path) -> None:
+    # `envpack build PROC.py` analyzes on the way: a missing import refuses the build, with
+    # how to resolve it; --exclude resolves it, and the Spec inside says so.
+    proc = tmp_path / "proc.py"
+    proc.write_text("import json\n\n\ndef submit():\n    import fx_cluster_zz\n\n\nsubmit()\n")
+    refused = invoke("build", str(proc), "-o", str(tmp_path / "out"))
+    assert refused.exit_code == 2
+    assert f"{proc}:5: cannot import 'fx_cluster_zz'" in refused.output
+    assert "--exclude fx_cluster_zz (or [tool.envpack] exclude)" in refused.output
+    built = invoke(
+        "build",
+        str(proc),
+        "--exclude",
+        "fx_cluster_zz",
+        "-o",
+        str(tmp_path / "out"),
+        "--level",
+        "1",
+    )
+    assert built.exit_code == 0, built.output
+    with tarfile.open(built.stdout.strip().splitlines()[-1]) as tar:
+        member = tar.extractfile(".envpack/spec.json")
+        assert member is not None
+        spec = json.loads(member.read())
+    assert spec["excluded"] == [{"by": ["cli"], "module": "fx_cluster_zz", "sites": [f"{proc}:5"]}]
+    spec_file = tmp_path / "envpack.json"
+    spec_file.write_text(json.dumps(spec))
+    misuse = invoke("build", str(spec_file), "--exclude", "x", "-o", str(tmp_path / "out"))
+    assert misuse.exit_code == 2
+    assert "--exclude is for analyzing PROC.py files" in misuse.output
