@@ -2,7 +2,10 @@
 
 The analyzer writes it, the builder reads it; it is the only thing they share. The JSON carries
 ``"schema": SCHEMA`` and is written with sorted keys and sorted lists, so two analyses of the
-same code give byte-identical files.
+same code give byte-identical files. An older schema is read (what it lacks takes its default)
+and comes back as the current one; a newer one is refused.
+
+Schema history: 1, the first; 2 adds ``excluded``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from envpack.errors import SpecError
 
-SCHEMA = 1
+SCHEMA = 2
 
 NativeKind = Literal["system", "bundle", "distribution", "missing"]
 # data: opened by a path relative to the working directory (linked into it on the worker);
@@ -111,6 +114,15 @@ class LazyImport:
 
 
 @dataclass(frozen=True)
+class Excluded:
+    """A module the user excluded: never shipped, with its submodules; importing it is no error."""
+
+    module: str
+    by: tuple[str, ...]  # "cli" (the command line, or analyze()'s caller), or a pyproject.toml
+    sites: tuple[str, ...]  # every "file:line" that imports it
+
+
+@dataclass(frozen=True)
 class Spec:
     """Everything the builder needs, and the reasons."""
 
@@ -124,6 +136,7 @@ class Spec:
     lazy: tuple[LazyImport, ...] = ()
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()  # missing imports/libraries, each with file:line
+    excluded: tuple[Excluded, ...] = ()
     schema: int = SCHEMA
 
     @property
@@ -161,7 +174,7 @@ class Spec:
                 "upgrade envpack"
             )
         try:
-            return _build(cls, raw)
+            return _build(cls, {**raw, "schema": SCHEMA})
         except (KeyError, TypeError, ValueError) as exc:
             raise SpecError(f"{source}: malformed Spec ({exc})") from None
 
@@ -188,6 +201,7 @@ _NESTED: dict[str, type[Any]] = {
     "stdlib": StdlibModule,
     "native": NativeLib,
     "lazy": LazyImport,
+    "excluded": Excluded,
 }
 
 
@@ -214,6 +228,7 @@ def _build(cls: type[_T], raw: dict[str, Any]) -> _T:
 __all__ = [
     "SCHEMA",
     "Distribution",
+    "Excluded",
     "Interpreter",
     "LazyImport",
     "LeftOut",

@@ -14,6 +14,7 @@ from envpack.errors import SpecError
 from envpack.spec import (
     SCHEMA,
     Distribution,
+    Excluded,
     LazyImport,
     LeftOut,
     LocalFile,
@@ -50,6 +51,7 @@ def sample() -> Spec:
         glibc="2.17",
         lazy=(LazyImport("matplotlib", "/venv/hist/plot.py:12", "matplotlib"),),
         warnings=("w",),
+        excluded=(Excluded("distributed", ("cli", "/ana/pyproject.toml"), ("/ana/proc.py:7",)),),
     )
 
 
@@ -69,7 +71,7 @@ def test_schema_file_names_every_field_of_the_model() -> None:
     schema = _schema()
     assert set(schema["properties"]) == {f.name for f in dataclasses.fields(Spec)}  # type: ignore[call-overload]
     defs = schema["$defs"]
-    for cls in (Distribution, LocalFile, LeftOut, NativeLib, StdlibModule, LazyImport):
+    for cls in (Distribution, LocalFile, LeftOut, NativeLib, StdlibModule, LazyImport, Excluded):
         assert set(defs[cls.__name__]["properties"]) == {f.name for f in dataclasses.fields(cls)}  # type: ignore[index]
 
 
@@ -83,6 +85,17 @@ def test_schema_rejects_an_unknown_kind() -> None:
     raw["native"][0]["kind"] = "maybe"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(raw, _schema())
+
+
+def test_schema_1_spec_is_read_as_the_current_schema() -> None:
+    # What envpack wrote before ``excluded`` existed: read, and written back as schema 2.
+    raw = json.loads(sample().to_json())
+    del raw["excluded"]
+    raw["schema"] = 1
+    old = Spec.from_json(json.dumps(raw))
+    assert old.excluded == () and old.schema == SCHEMA == 2
+    assert old == dataclasses.replace(sample(), excluded=())
+    jsonschema.validate(json.loads(old.to_json()), _schema())
 
 
 def test_newer_schema_is_refused_with_advice() -> None:

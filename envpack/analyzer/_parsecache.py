@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from envpack import _cachefile
-from envpack.analyzer._sites import IMPORT, Site, Summary, summarize
+from envpack.analyzer._sites import IMPORT, NO_FACTS, Site, Summary, summarize
 
 # Bump when the summary format or the extraction rules change.
-FORMAT = 5
+FORMAT = 7
 _MAX_ENTRIES = 200_000
 _POOL_THRESHOLD = 32  # below this many parses a process pool costs more than it saves
 
@@ -80,7 +80,7 @@ def parse_file(item: tuple[str, bool]) -> Summary:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        return (), None, False, (), (f"cannot read: {exc.strerror}", 0, 0)
+        return (), None, False, (), (f"cannot read: {exc.strerror}", 0, 0), NO_FACTS
     if path.endswith(".pyc"):
         return pyc_summary(data)
     # An AST is millions of short-lived objects that hold no cycles; the cyclic GC would only
@@ -97,11 +97,12 @@ def parse_file(item: tuple[str, bool]) -> Summary:
 def pyc_summary(data: bytes) -> Summary:
     """Module-level imports of a sourceless .pyc written by our own Python version."""
     if data[:4] != importlib.util.MAGIC_NUMBER:
-        return (), None, False, (), ("bytecode of another Python version; imports not read", 0, 0)
+        error = ("bytecode of another Python version; imports not read", 0, 0)
+        return (), None, False, (), error, NO_FACTS
     try:
         code = marshal.loads(memoryview(data)[16:])
     except (EOFError, ValueError, TypeError) as exc:
-        return (), None, False, (), (f"unreadable bytecode: {exc}", 0, 0)
+        return (), None, False, (), (f"unreadable bytecode: {exc}", 0, 0), NO_FACTS
     import dis
 
     sites: list[Site] = []
@@ -117,8 +118,8 @@ def pyc_summary(data: bytes) -> Summary:
             fromlist = consts[-1] if consts and isinstance(consts[-1], tuple) else None
             kind = IMPORT if not fromlist else 1
             names = tuple(str(n) for n in fromlist) if fromlist else ()
-            sites.append((kind, str(ins.argval), level, names, line, False, (), (), None))
-    return tuple(sites), None, False, (), None
+            sites.append((kind, str(ins.argval), level, names, line, "", (), (), None))
+    return tuple(sites), None, False, (), None, NO_FACTS
 
 
 class Parser:

@@ -4,20 +4,19 @@ The walker (imports.py) decides what to follow; this module only records *where*
 is and *under which conditions* it runs, so the result can be cached on disk and computed in a
 worker process. Everything returned is built from tuples, str, int, bool and None (marshal).
 
-A summary is ``(sites, all_names, extends_path, data_refs, error)``:
+A summary is ``(sites, all_names, extends_path, data_refs, error, facts)``:
 
 - site: ``(kind, module, level, names, line, lazy, guards, groups, anchor)``; kind is
   ``IMPORT``, ``FROM`` or ``DYNAMIC`` (a literal ``import_module``/``__import__`` string);
-  ``lazy`` means inside a function body that the module does not call at its top level;
-  ``guards`` is a tuple of ``(condition, wanted truth)``; ``groups`` the ids of the
-  ``try: … except ImportError`` bodies the site is in (it is then optional);
-  ``anchor`` is the ``package=`` of a dynamic relative import.
-- condition: ``("tc",)`` TYPE_CHECKING, ``("main",)`` ``__name__ == "__main__"``,
-  ``("ver", op, rhs, sub)``, ``("plat", op, rhs)``, ``("platsw", prefixes)``,
-  ``("spec", name)`` (``importlib.util.find_spec("name")``: true when it resolves),
-  ``("osname", op, rhs)``, ``("platsys", op, rhs)``, ``("const", bool)``, ``("fail", gid)``
-  (the try body ``gid`` had an import that did not resolve), ``("and", …)``, ``("or", …)``,
-  ``("not", c)`` and ``("?",)`` for anything else.
+  ``lazy`` is the function the site is in (``"f"``, ``"Class.method"``; a nested function
+  counts as its outermost one), ``""`` at module level and in functions the module calls at
+  its top level; ``guards`` is a tuple of ``(condition, wanted truth)``; ``groups`` the ids of
+  the ``try: … except ImportError`` and ``with suppress(ImportError):`` bodies the site is in
+  (it is then optional); ``anchor`` is the ``package=`` of a dynamic relative import.
+- facts: what other modules need to know of this one (see ``Facts``): its platform flags,
+  the names it imports, its aliases of functions, the imported callables it calls at its top
+  level, local code's call graph, and the ``try`` bodies that may raise ImportError themselves.
+- condition: see conditions.py (the language, and its evaluator).
 - data_refs (local code only): what data.py's ``scan`` finds (data.py owns its format).
 """
 
@@ -29,31 +28,46 @@ import re
 from typing import Any
 
 from envpack.analyzer import data as _data
+from envpack.analyzer.conditions import UNKNOWN, Cond, Guard, condition, never_runs
+from envpack.analyzer.conditions import dotted as _dotted
+from envpack.analyzer.conditions import str_seq as _str_seq
 
 IMPORT, FROM, DYNAMIC = 0, 1, 2
 
-Cond = tuple[Any, ...]
-Guard = tuple[Cond, bool]
-Site = tuple[int, str, int, tuple[str, ...], int, bool, tuple[Guard, ...], tuple[int, ...], Any]
+Site = tuple[int, str, int, tuple[str, ...], int, str, tuple[Guard, ...], tuple[int, ...], Any]
 DataSummary = _data.DataSummary
+# A name bound by an import at module level: (module, level, attribute); the attribute is ""
+# when the name is the module itself (``import x.y as z``; ``import x.y`` binds ``x``).
+Binding = tuple[str, int, str]
+# A module-level call of an imported name: (name, attribute path after it, line, guards,
+# groups, used as a context manager).
+TopCall = tuple[str, str, int, tuple[Guard, ...], tuple[int, ...], bool]
+# A function's references: bare names and attribute names.
+Refs = tuple[tuple[str, ...], tuple[str, ...]]
+Facts = tuple[
+    dict[str, Cond],  # flags: names bound once to a condition the evaluator can decide
+    dict[str, tuple[Binding, ...]],  # imported names (every binding, in order)
+    dict[str, tuple[str, ...]],  # aliases: ``f = g``, ``f = g if c else h``
+    tuple[TopCall, ...],
+    # local code: functions ("f", "C.m") -> refs, and "" (module level) and "<main>" (under
+    # ``if __name__ == "__main__":``); third-party code: none (see call_graph())
+    dict[str, Refs],
+    tuple[int, ...],  # try groups whose body may raise ImportError itself (``raise``)
+]
 Summary = tuple[
-    tuple[Site, ...], tuple[str, ...] | None, bool, DataSummary, tuple[str, int, int] | None
+    tuple[Site, ...],
+    tuple[str, ...] | None,
+    bool,
+    DataSummary,
+    tuple[str, int, int] | None,
+    Facts,
 ]
 
-UNKNOWN: Cond = ("?",)
+NO_FACTS: Facts = ({}, {}, {}, (), {}, ())
+MAIN_UNIT = "<main>"
 
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
 _DYNAMIC_FUNCS = frozenset({"import_module", "__import__"})
-_CMP_OPS: dict[type[ast.cmpop], str] = {
-    ast.Eq: "==",
-    ast.NotEq: "!=",
-    ast.Lt: "<",
-    ast.LtE: "<=",
-    ast.Gt: ">",
-    ast.GtE: ">=",
-    ast.In: "in",
-    ast.NotIn: "not in",
-}
 
 
 def summarize(source: bytes, filename: str, local: bool) -> Summary:
@@ -61,9 +75,9 @@ def summarize(source: bytes, filename: str, local: bool) -> Summary:
     try:
         tree = ast.parse(source, filename)
     except SyntaxError as exc:
-        return (), None, False, (), (str(exc.msg), exc.lineno or 0, exc.offset or 0)
+        return (), None, False, (), (str(exc.msg), exc.lineno or 0, exc.offset or 0), NO_FACTS
     except (ValueError, UnicodeError, RecursionError, MemoryError) as exc:
-        return (), None, False, (), (f"{type(exc).__name__}: {exc}", 0, 0)
+        return (), None, False, (), (f"{type(exc).__name__}: {exc}", 0, 0), NO_FACTS
     import_lines = _match_lines(source, _IMPORT_RE)
     dynamic_lines = _match_lines(source, _DYNAMIC_RE)
     extends = b"extend_path" in source or b"declare_namespace" in source
@@ -71,37 +85,46 @@ def summarize(source: bytes, filename: str, local: bool) -> Summary:
     ex.source = source
     try:
         ex.run()
-        data_refs = _data.scan(tree) if local else ()
     except RecursionError:
-        return (), None, False, (), ("RecursionError: nesting too deep to analyze", 0, 0)
-    return tuple(ex.sites), ex.all_names, extends, data_refs, None
+        return (), None, False, (), ("RecursionError: nesting too deep to analyze", 0, 0), NO_FACTS
+    data_refs = _data.scan(tree) if local else ()
+    return tuple(ex.sites), ex.all_names, extends, data_refs, None, ex.facts()
 
 
 class _Ctx:
-    __slots__ = ("groups", "guards", "lazy", "loops")
+    __slots__ = ("cls", "groups", "guards", "lazy", "loops")
 
     def __init__(
         self,
         guards: tuple[Guard, ...] = (),
         groups: tuple[int, ...] = (),
-        lazy: bool = False,
+        lazy: str = "",
         loops: dict[str, tuple[str, ...]] | None = None,
+        cls: str = "",
     ) -> None:
         self.guards = guards
         self.groups = groups
-        self.lazy = lazy
+        self.lazy = lazy  # the function whose body this is ("" at module level)
         self.loops = loops or {}
+        self.cls = cls  # "C." inside the body of class C at module level
 
     def with_guard(self, cond: Cond, want: bool) -> _Ctx:
-        return _Ctx((*self.guards, (cond, want)), self.groups, self.lazy, self.loops)
+        return _Ctx((*self.guards, (cond, want)), self.groups, self.lazy, self.loops, self.cls)
 
     def with_group(self, gid: int) -> _Ctx:
-        return _Ctx(self.guards, (*self.groups, gid), self.lazy, self.loops)
+        return _Ctx(self.guards, (*self.groups, gid), self.lazy, self.loops, self.cls)
 
-    def as_lazy(self) -> _Ctx:
+    def with_loop(self, name: str, seq: tuple[str, ...]) -> _Ctx:
+        loops = {**self.loops, name: seq}
+        return _Ctx(self.guards, self.groups, self.lazy, loops, self.cls)
+
+    def in_class(self, name: str) -> _Ctx:
+        return _Ctx(self.guards, self.groups, self.lazy, self.loops, f"{self.cls}{name}.")
+
+    def as_lazy(self, name: str) -> _Ctx:
         # A function body runs later, outside any try of its definition site; guards on the
         # definition (TYPE_CHECKING, version) still hold.
-        return _Ctx(self.guards, (), True, {})
+        return _Ctx(self.guards, (), self.lazy or self.cls + name, {})
 
 
 class _Extractor:
@@ -116,21 +139,31 @@ class _Extractor:
         self.dynamic_lines = dynamic_lines
         self.has_dynamic = bool(dynamic_lines)
         self.source = b""
-        self.call_lines: list[int] = []
         self.sites: list[Site] = []
         self.all_names: tuple[str, ...] | None = None
         self.funcs: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+        self.classes: set[str] = set()
         self.conds: dict[str, Cond] = {}
         self.seqs: dict[str, tuple[str, ...]] = {}
         self.expanded: set[str] = set()
         self.next_gid = 0
+        self.binds: dict[str, tuple[Binding, ...]] = {}
+        self.assigned: dict[str, int] = {}
+        self.aliases: dict[str, tuple[str, ...]] = {}
+        self.calls: list[TopCall] = []
+        self.with_calls: set[int] = set()  # ids of the Call nodes of ``with`` items
+        self.refs: dict[str, tuple[set[str], set[str]]] = {}
+        self.raising: list[int] = []
 
     # -- module-level facts used by the walk -----------------------------------------------
     def run(self) -> None:
-        assigned: dict[str, int] = {}
+        self.bind_imports(self.tree.body)
+        assigned = self.assigned
         for node in self.tree.body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.funcs[node.name] = node
+            elif isinstance(node, ast.ClassDef):
+                self.classes.add(node.name)
             elif isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target = node.targets[0]
                 if isinstance(target, ast.Name):
@@ -142,20 +175,81 @@ class _Extractor:
                             self.all_names = seq
                     else:
                         # A flag named once for a platform/version test (subprocess's
-                        # ``_mswindows``); plain constants are not: ``HAS_X = False`` is
-                        # usually flipped by a later ``try: import x``.
-                        cond = self.cond(node.value)
+                        # ``_mswindows``; psutil's ``WINDOWS``, here or imported from a
+                        # sibling); plain constants are not: ``HAS_X = False`` is usually
+                        # flipped by a later ``try: import x``.
+                        cond = condition(node.value, self.flag)
                         if cond != UNKNOWN and cond[0] != "const":
                             self.conds[target.id] = cond
+                        alias = _alias_names(node.value)
+                        if alias:
+                            self.aliases[target.id] = alias
         for name, count in assigned.items():
-            if count > 1:
+            if count > 1 or name in self.binds:
                 self.conds.pop(name, None)
-        if self.funcs and not self.local:
-            # Lines that mention one of the module's own functions: only statements spanning
-            # one of them can call it, so the others' expressions are not walked.
-            names = b"|".join(re.escape(n.encode()) for n in sorted(self.funcs))
-            self.call_lines = _match_lines(self.source, re.compile(rb"\b(?:" + names + rb")\b"))
+            if count > 1:
+                self.aliases.pop(name, None)
+        known = self.funcs.keys() | self.binds.keys() | self.classes
+        self.aliases = {k: v for k, v in self.aliases.items() if set(v) <= known}
         self.body(self.tree.body, _Ctx())
+
+    def bind_imports(self, stmts: list[ast.stmt]) -> None:
+        """The names the module's top level imports (in if/try/with bodies too)."""
+        for node in stmts:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname:
+                        self.bind(alias.asname, (alias.name, 0, ""))
+                    else:
+                        top = alias.name.split(".")[0]
+                        self.bind(top, (top, 0, ""))
+            elif isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    if alias.name != "*":
+                        binding = (node.module or "", node.level, alias.name)
+                        self.bind(alias.asname or alias.name, binding)
+            elif isinstance(node, ast.If | ast.With | ast.AsyncWith):
+                self.bind_imports(node.body)
+                self.bind_imports(getattr(node, "orelse", []))
+            elif isinstance(node, ast.Try | ast.TryStar):
+                self.bind_imports(node.body)
+                for handler in node.handlers:
+                    self.bind_imports(handler.body)
+                self.bind_imports(node.orelse)
+
+    def bind(self, name: str, binding: Binding) -> None:
+        have = self.binds.get(name, ())
+        if binding not in have:
+            self.binds[name] = (*have, binding)
+
+    def flag(self, name: str) -> Cond:
+        """The condition a (dotted) name stands for: a flag of this module or an imported one."""
+        cond = self.conds.get(name)
+        if cond is not None:
+            return cond
+        head, _, rest = name.partition(".")
+        bound = self.binds.get(head, ())
+        if len(bound) != 1 or head in self.assigned:
+            return UNKNOWN
+        module, level, attr = bound[0]
+        path = ".".join(p for p in (attr, rest) if p)
+        if not path:
+            return UNKNOWN
+        where, _, leaf = path.rpartition(".")
+        # ("flag", module, level, name): the flag ``name`` of ``module`` (relative to this one
+        # when level > 0), evaluated in that module's context.
+        return ("flag", ".".join(p for p in (module, where) if p), level, leaf)
+
+    def facts(self) -> Facts:
+        units = {k: (tuple(sorted(n)), tuple(sorted(a))) for k, (n, a) in self.refs.items()}
+        return (
+            self.conds,
+            self.binds,
+            self.aliases,
+            tuple(self.calls),
+            units,
+            tuple(self.raising),
+        )
 
     # -- statements ---------------------------------------------------------------------------
     def body(self, stmts: list[ast.stmt], ctx: _Ctx) -> None:
@@ -163,13 +257,9 @@ class _Extractor:
             self.stmt(stmt, ctx)
 
     def stmt(self, node: ast.stmt, ctx: _Ctx) -> None:
-        # Third-party code: a statement whose lines mention neither "import" nor (when it runs
-        # at module level) one of the module's own functions can hold no site; skip it unread.
-        if (
-            not self.local
-            and not _span_has(self.import_lines, node)
-            and (ctx.lazy or not _span_has(self.call_lines, node))
-        ):
+        # Third-party code: a function body without "import" can hold no site; skip it unread.
+        # Module-level code is read whole: any call there may run a function that imports.
+        if not self.local and ctx.lazy and not _span_has(self.import_lines, node):
             return
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -179,19 +269,26 @@ class _Extractor:
             self.add(FROM, node.module or "", node.level, names, node.lineno, ctx, None)
         elif isinstance(node, ast.If):
             self.exprs([node.test], ctx)
-            cond = self.cond(node.test)
+            cond = condition(node.test, self.flag)
             self.body(node.body, ctx.with_guard(cond, True))
             self.body(node.orelse, ctx.with_guard(cond, False))
         elif isinstance(node, ast.Try | ast.TryStar):
             self.try_(node, ctx)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            self.exprs(node.decorator_list, ctx)
+            self.decorators(node.decorator_list, ctx)
             self.exprs([*node.args.defaults, *(d for d in node.args.kw_defaults if d)], ctx)
+            inner = ctx.as_lazy(node.name)
+            if self.local:
+                self.unit(inner.lazy)
+                if not ctx.lazy and node.decorator_list:
+                    # A decorator may register the function to be called by others.
+                    self.ref(ctx, name=inner.lazy)
             if self.local or _span_has(self.import_lines, node):
-                self.body(node.body, ctx.as_lazy())
+                self.body(node.body, inner)
         elif isinstance(node, ast.ClassDef):
-            self.exprs([*node.decorator_list, *node.bases, *(k.value for k in node.keywords)], ctx)
-            self.body(node.body, ctx)
+            self.decorators(node.decorator_list, ctx)
+            self.exprs([*node.bases, *(k.value for k in node.keywords)], ctx)
+            self.body(node.body, ctx if ctx.lazy else ctx.in_class(node.name))
         elif isinstance(node, ast.For | ast.AsyncFor):
             self.exprs([node.iter], ctx)
             inner = ctx
@@ -199,7 +296,7 @@ class _Extractor:
             if seq is None and isinstance(node.iter, ast.Name):
                 seq = self.seqs.get(node.iter.id)
             if seq is not None and isinstance(node.target, ast.Name):
-                inner = _Ctx(ctx.guards, ctx.groups, ctx.lazy, {**ctx.loops, node.target.id: seq})
+                inner = ctx.with_loop(node.target.id, seq)
             self.body(node.body, inner)
             self.body(node.orelse, ctx)
         elif isinstance(node, ast.While):
@@ -207,8 +304,16 @@ class _Extractor:
             self.body(node.body, ctx)
             self.body(node.orelse, ctx)
         elif isinstance(node, ast.With | ast.AsyncWith):
-            self.exprs([item.context_expr for item in node.items], ctx)
-            self.body(node.body, ctx)
+            items = [item.context_expr for item in node.items]
+            self.with_calls.update(id(e) for e in items if isinstance(e, ast.Call))
+            self.exprs(items, ctx)
+            if any(self.suppresses_import_error(e) for e in items):
+                # ``with suppress(ImportError):`` is ``try: … except ImportError: pass``.
+                gid = self.next_gid
+                self.next_gid += 1
+                self.body(node.body, ctx.with_group(gid))
+            else:
+                self.body(node.body, ctx)
         elif isinstance(node, ast.Match):
             self.exprs([node.subject], ctx)
             for case in node.cases:
@@ -217,8 +322,10 @@ class _Extractor:
             self.exprs([node], ctx)
 
     def try_(self, node: ast.Try | ast.TryStar, ctx: _Ctx) -> None:
-        catches = any(_catches_import_error(h.type) for h in node.handlers)
-        if not catches:
+        # A handler that re-raises (``except ModuleNotFoundError: print(…); raise``) guards
+        # nothing: the import's failure still reaches the importer.
+        guarding = [_catches_import_error(h.type) and not _reraises(h.body) for h in node.handlers]
+        if not any(guarding):
             self.body(node.body, ctx)
             for handler in node.handlers:
                 self.body(handler.body, ctx)
@@ -227,15 +334,33 @@ class _Extractor:
             return
         gid = self.next_gid
         self.next_gid += 1
+        if _raises(node.body):
+            # ``if dask_too_old: raise ImportError`` (ndcctools.taskvine): the fallback may run
+            # even when every import of the body resolves.
+            self.raising.append(gid)
         failed: Cond = ("fail", gid)
         self.body(node.body, ctx.with_group(gid))
-        for handler in node.handlers:
-            if _catches_import_error(handler.type):
+        for handler, guards in zip(node.handlers, guarding, strict=True):
+            if guards:
                 self.body(handler.body, ctx.with_guard(failed, True))
             else:
                 self.body(handler.body, ctx)
         self.body(node.orelse, ctx.with_guard(failed, False))
         self.body(node.finalbody, ctx)
+
+    def suppresses_import_error(self, node: ast.expr) -> bool:
+        """``contextlib.suppress(ImportError, …)``, under any name the module imports it by."""
+        if not isinstance(node, ast.Call) or not node.args:
+            return False
+        name = _dotted(node.func)
+        if name is None:
+            return False
+        head, _, rest = name.partition(".")
+        for module, _level, attr in self.binds.get(head, ()):
+            full = ".".join(p for p in (module, attr, rest) if p)
+            if full == "contextlib.suppress":
+                return any(_catches_import_error(a) for a in node.args)
+        return False
 
     def add(
         self,
@@ -251,19 +376,85 @@ class _Extractor:
             (kind, module, level, names, line, ctx.lazy, ctx.guards, ctx.groups, anchor)
         )
 
+    # -- the call graph -------------------------------------------------------------------
+    def unit(self, name: str) -> tuple[set[str], set[str]]:
+        refs = self.refs.get(name)
+        if refs is None:
+            refs = self.refs[name] = (set(), set())
+        return refs
+
+    def ref(self, ctx: _Ctx, name: str = "", attr: str = "") -> None:
+        """Local code: ``ctx``'s function (or the module level) refers to ``name``/``.attr``."""
+        if ctx.lazy:
+            unit = ctx.lazy
+        elif any(want and cond[0] == "main" for cond, want in ctx.guards):
+            unit = MAIN_UNIT
+        elif never_runs(ctx.guards):
+            return  # TYPE_CHECKING
+        else:
+            unit = ""
+        names, attrs = self.unit(unit)
+        if name:
+            names.add(name)
+        if attr:
+            attrs.add(attr)
+
+    def decorators(self, nodes: list[ast.expr], ctx: _Ctx) -> None:
+        """``@name`` calls ``name`` when the definition runs; ``@f(…)`` calls ``f``."""
+        self.exprs(nodes, ctx)
+        if not ctx.lazy:
+            for node in nodes:
+                if isinstance(node, ast.Name | ast.Attribute):
+                    self.callee(node, node.lineno, ctx, False)
+
+    def callee(self, func: ast.expr, line: int, ctx: _Ctx, with_: bool) -> None:
+        """A module-level call of ``func``: expand the module's own function, record others."""
+        if isinstance(func, ast.Name):
+            for name in self.aliases.get(func.id, (func.id,)):
+                if name in self.funcs:
+                    self.expand(name, ctx)
+                elif name in self.binds:
+                    self.calls.append((name, "", line, ctx.guards, ctx.groups, with_))
+            return
+        full = _dotted(func)
+        if full is not None and "." in full:
+            head, _, rest = full.partition(".")
+            if head in self.binds and head not in self.assigned:
+                self.calls.append((head, rest, line, ctx.guards, ctx.groups, with_))
+
     # -- expressions: dynamic imports, calls of the module's own functions -------------------
     def exprs(self, nodes: list[Any], ctx: _Ctx) -> None:
-        want_calls = not ctx.lazy and bool(self.funcs)
-        if not self.local and not any(
-            (want_calls and _span_has(self.call_lines, n))
-            or (self.has_dynamic and _span_has(self.dynamic_lines, n))
-            for n in nodes
+        want_calls = not ctx.lazy and bool(self.funcs or self.binds)
+        if (
+            not self.local
+            and not want_calls
+            and not (self.has_dynamic and any(_span_has(self.dynamic_lines, n) for n in nodes))
         ):
             return
         stack = list(nodes)
+        if not self.local:
+            # Third-party code: only calls matter (own functions, imported ones, import_module).
+            while stack:
+                node = stack.pop()
+                if isinstance(node, ast.Call):
+                    self.call(node, ctx, want_calls)
+                elif isinstance(node, _LEAVES):
+                    continue
+                stack.extend(ast.iter_child_nodes(node))
+            return
         while stack:
             node = stack.pop()
-            if isinstance(node, ast.Lambda):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                self.ref(ctx, name=node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                self.ref(ctx, attr=node.attr)
+            elif isinstance(node, ast.Lambda):
+                # runs later, not here; but what it names is referred to (the call graph)
+                for sub in ast.walk(node.body):
+                    if isinstance(sub, ast.Name):
+                        self.ref(ctx, name=sub.id)
+                    elif isinstance(sub, ast.Attribute):
+                        self.ref(ctx, attr=sub.attr)
                 continue
             if isinstance(node, ast.Call):
                 self.call(node, ctx, want_calls)
@@ -274,8 +465,8 @@ class _Extractor:
         name = _callee(node)
         if name in _DYNAMIC_FUNCS and node.args and self.has_dynamic:
             self.dynamic(node, ctx)
-        if want_calls and isinstance(func, ast.Name) and func.id in self.funcs:
-            self.expand(func.id, ctx)
+        if want_calls:
+            self.callee(func, node.lineno, ctx, id(node) in self.with_calls)
 
     def dynamic(self, node: ast.Call, ctx: _Ctx) -> None:
         arg = node.args[0]
@@ -308,88 +499,11 @@ class _Extractor:
         if fname in self.expanded:
             return
         self.expanded.add(fname)
-        self.body(self.funcs[fname].body, _Ctx(ctx.guards, ctx.groups, False, {}))
+        self.body(self.funcs[fname].body, _Ctx(ctx.guards, ctx.groups, "", {}))
 
-    # -- conditions -------------------------------------------------------------------------
-    def cond(self, node: ast.expr) -> Cond:
-        if isinstance(node, ast.BoolOp):
-            op = "and" if isinstance(node.op, ast.And) else "or"
-            return (op, *(self.cond(v) for v in node.values))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return ("not", self.cond(node.operand))
-        if isinstance(node, ast.Name):
-            if node.id == "TYPE_CHECKING":
-                return ("tc",)
-            return self.conds.get(node.id, UNKNOWN)
-        if isinstance(node, ast.Attribute) and node.attr == "TYPE_CHECKING":
-            return ("tc",)
-        if isinstance(node, ast.Constant) and isinstance(node.value, bool | int):
-            return ("const", bool(node.value))
-        if isinstance(node, ast.Call):
-            func = node.func
-            spec = _spec_probe(node)
-            if spec is not None:
-                return ("spec", spec)
-            if (
-                isinstance(func, ast.Attribute)
-                and func.attr == "startswith"
-                and _dotted(func.value) == "sys.platform"
-                and len(node.args) == 1
-            ):
-                arg = node.args[0]
-                prefixes = _str_seq(arg) if isinstance(arg, ast.Tuple) else None
-                single = _str(arg)
-                if single is not None:
-                    prefixes = (single,)
-                if prefixes is not None:
-                    return ("platsw", prefixes)
-            return UNKNOWN
-        if isinstance(node, ast.Compare) and len(node.ops) == 1:
-            return self.compare(node.left, node.ops[0], node.comparators[0])
-        return UNKNOWN
 
-    def compare(self, left: ast.expr, op: ast.cmpop, right: ast.expr) -> Cond:
-        if (
-            isinstance(op, ast.Is | ast.IsNot)
-            and isinstance(right, ast.Constant)
-            and right.value is None
-            and isinstance(left, ast.Call)
-        ):
-            spec = _spec_probe(left)
-            if spec is not None:
-                return ("spec", spec) if isinstance(op, ast.IsNot) else ("not", ("spec", spec))
-        sym = _CMP_OPS.get(type(op))
-        if sym is None:
-            return UNKNOWN
-        lname = _dotted(left)
-        if lname == "__name__" and _str(right) == "__main__" and sym in ("==", "!="):
-            return ("main",) if sym == "==" else ("not", ("main",))
-        if _str(left) == "__main__" and _dotted(right) == "__name__" and sym in ("==", "!="):
-            return ("main",) if sym == "==" else ("not", ("main",))
-        ver = _version_ref(left)
-        if ver is not None:
-            rhs = _int_tuple(right)
-            if rhs is not None and sym not in ("in", "not in"):
-                return ("ver", sym, rhs, ver)
-            return UNKNOWN
-        kind = {"sys.platform": "plat", "os.name": "osname"}.get(lname or "")
-        if (
-            kind is None
-            and isinstance(left, ast.Call)
-            and not left.args
-            and _dotted(left.func) in ("platform.system", "_platform.system")
-        ):
-            kind = "platsys"
-        if kind is None:
-            return UNKNOWN
-        if sym in ("in", "not in"):
-            seq = _str_seq(right)
-            return (kind, sym, seq) if seq is not None else UNKNOWN
-        rhs_s = _str(right)
-        if rhs_s is None or sym not in ("==", "!="):
-            return UNKNOWN
-        return (kind, sym, rhs_s)
-
+# Expressions that hold no call (a lambda's body runs later, not where it is written).
+_LEAVES = (ast.Constant, ast.Name, ast.Lambda, ast.expr_context)
 
 _IMPORT_RE = re.compile(rb"import")
 _DYNAMIC_RE = re.compile(rb"import_module|__import__")
@@ -417,12 +531,92 @@ def _span_has(lines: list[int], node: ast.AST) -> bool:
     return i < len(lines) and lines[i] <= end
 
 
-def _spec_probe(node: ast.Call) -> str | None:
-    """``importlib.util.find_spec("x")`` (or ``find_spec``/``pkgutil.find_loader``): ``"x"``."""
-    name = _dotted(node.func) or ""
-    if name.rsplit(".", 1)[-1] not in ("find_spec", "find_loader") or len(node.args) != 1:
-        return None
-    return _str(node.args[0])
+def call_graph(source: bytes, filename: str) -> dict[str, tuple[str, ...]]:
+    """Third-party code: the module's functions ("f", "C.m") -> its functions their lines name.
+
+    Computed only for the few modules a caller elsewhere runs a function of at import time
+    (not in the cached summary, which every file pays for).
+    """
+    try:
+        tree = ast.parse(source, filename)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return {}
+    names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name) and _alias_names(node.value):
+                names.add(target.id)
+    if not names:
+        return {}
+    pattern = re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in names) + rb")\b")
+    mentions: list[tuple[int, str]] = []
+    line, pos = 1, 0
+    for m in pattern.finditer(source):
+        line += source.count(b"\n", pos, m.start())
+        pos = m.start()
+        mentions.append((line, m.group().decode()))
+    graph: dict[str, tuple[str, ...]] = {}
+    for unit, start, end in _unit_spans(tree):
+        i = bisect.bisect_left(mentions, (start, ""))
+        named: set[str] = set()
+        while i < len(mentions) and mentions[i][0] <= end:
+            named.add(mentions[i][1])
+            i += 1
+        named.discard(unit)
+        if named:
+            graph[unit] = tuple(sorted(named))
+    return graph
+
+
+def _alias_names(node: ast.expr) -> tuple[str, ...]:
+    """``g`` or ``g if c else h``: the names a module-level assignment may bind."""
+    if isinstance(node, ast.Name):
+        return (node.id,)
+    if (
+        isinstance(node, ast.IfExp)
+        and isinstance(node.body, ast.Name)
+        and isinstance(node.orelse, ast.Name)
+    ):
+        return (node.body.id, node.orelse.id)
+    return ()
+
+
+def _reraises(body: list[ast.stmt]) -> bool:
+    """An except handler that ends by raising (at its own level, not under an if)."""
+    return any(isinstance(stmt, ast.Raise) for stmt in body)
+
+
+def _raises(stmts: list[ast.stmt]) -> bool:
+    """Whether a ``raise`` runs directly in ``stmts`` (not in functions defined there)."""
+    stack: list[ast.AST] = list(stmts)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Raise):
+            return True
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            continue
+        stack.extend(n for n in ast.iter_child_nodes(node) if isinstance(n, ast.stmt))
+    return False
+
+
+def _unit_spans(tree: ast.Module) -> list[tuple[str, int, int]]:
+    """The module's functions and methods ("f", "C.m") with their first and last lines."""
+    spans: list[tuple[str, int, int]] = []
+    stack: list[tuple[str, list[ast.stmt]]] = [("", tree.body)]
+    while stack:
+        prefix, body = stack.pop()
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                spans.append((prefix + node.name, node.lineno, node.end_lineno or node.lineno))
+            elif isinstance(node, ast.ClassDef):
+                stack.append((f"{prefix}{node.name}.", node.body))
+    return spans
+
+
+def _never_runs(ctx: _Ctx) -> bool:
+    """Under ``if __name__ == "__main__":`` or ``if TYPE_CHECKING:`` (for every target)."""
+    return never_runs(ctx.guards)
 
 
 def _catches_import_error(node: ast.expr | None) -> bool:
@@ -434,17 +628,6 @@ def _catches_import_error(node: ast.expr | None) -> bool:
     return name is not None and name.rsplit(".", 1)[-1] in _IMPORT_ERRORS
 
 
-def _dotted(node: ast.AST) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return ".".join(reversed(parts))
-
-
 def _callee(node: ast.Call) -> str:
     func = node.func
     if isinstance(func, ast.Name):
@@ -452,50 +635,3 @@ def _callee(node: ast.Call) -> str:
     if isinstance(func, ast.Attribute):
         return func.attr
     return ""
-
-
-def _str(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    return None
-
-
-def _str_seq(node: ast.AST) -> tuple[str, ...] | None:
-    if isinstance(node, ast.List | ast.Tuple | ast.Set):
-        out = tuple(_str(e) for e in node.elts)
-        if all(s is not None for s in out):
-            return tuple(s for s in out if s is not None)
-    return None
-
-
-def _int_tuple(node: ast.AST) -> tuple[int, ...] | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, int):
-        return (node.value,)
-    if isinstance(node, ast.Tuple):
-        vals = [e.value for e in node.elts if isinstance(e, ast.Constant)]
-        ints = [v for v in vals if isinstance(v, int) and not isinstance(v, bool)]
-        if len(ints) == len(node.elts):
-            return tuple(ints)
-    return None
-
-
-def _version_ref(node: ast.AST) -> tuple[str, int] | None:
-    """``sys.version_info`` (full), ``[:n]`` (slice), ``[n]`` / ``.major`` (index)."""
-    if _dotted(node) == "sys.version_info":
-        return ("all", 0)
-    if isinstance(node, ast.Attribute) and _dotted(node.value) == "sys.version_info":
-        idx = {"major": 0, "minor": 1, "micro": 2}.get(node.attr)
-        return ("idx", idx) if idx is not None else None
-    if isinstance(node, ast.Subscript) and _dotted(node.value) == "sys.version_info":
-        sl = node.slice
-        if isinstance(sl, ast.Constant) and isinstance(sl.value, int):
-            return ("idx", sl.value)
-        if (
-            isinstance(sl, ast.Slice)
-            and sl.lower is None
-            and sl.step is None
-            and isinstance(sl.upper, ast.Constant)
-            and isinstance(sl.upper.value, int)
-        ):
-            return ("slice", sl.upper.value)
-    return None

@@ -12,6 +12,9 @@ import tomllib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from envpack._cachefile import cache_dir
 from envpack.analyzer.data import data_tree, manual_data, package_data
 from envpack.analyzer.distributions import (
@@ -21,12 +24,13 @@ from envpack.analyzer.distributions import (
     marker_environment,
     resolve_path,
 )
-from envpack.analyzer.imports import check_root, find_imports
+from envpack.analyzer.imports import MissingImport, check_root, find_imports
 from envpack.analyzer.interpreter import Target, probe
 from envpack.analyzer.stdlib import unreached_extensions
 from envpack.errors import UsageError
 from envpack.spec import (
     Distribution,
+    Excluded,
     LazyImport,
     LocalFile,
     Spec,
@@ -45,6 +49,7 @@ def analyze(
     search_path: Sequence[str | os.PathLike[str]] = (),
     project_dir: str | os.PathLike[str] | None = None,
     data: Sequence[str] = (),
+    exclude: Collection[str] = (),
 ) -> Spec:
     """Analyze processor files for the target interpreter ``python`` (default: this one).
 
@@ -57,6 +62,8 @@ def analyze(
     ``data``:
     files, directories or globs (relative to the current directory) to ship as data besides
     what the code is seen to open, placed as they lie relative to the first processor.
+    ``exclude`` names modules never to ship (with the project's ``exclude``): importing one
+    is no error.
     """
     from envpack.analyzer.native import analyze_native
 
@@ -70,6 +77,13 @@ def analyze(
     for hinted, targets in (hints or {}).items():
         merged_hints.setdefault(hinted, []).extend(targets)
     lazy_names = _expand_names({*project.include_lazy, *include_lazy}, index)
+    excluded_by: dict[str, list[str]] = {}
+    for name in exclude:
+        excluded_by.setdefault(_module_name(name, "--exclude"), []).append("cli")
+    for name in project.exclude:
+        excluded_by.setdefault(_module_name(name, f"{project.path}: exclude"), []).append(
+            str(project.path)
+        )
     # Hint targets may name distributions ("uproot.extras=zstandard" or "=python-xxhash").
     hint_modules = {m: tuple(_expand_names(t, index)) for m, t in merged_hints.items()}
 
@@ -79,6 +93,7 @@ def analyze(
         include_lazy="all" if "all" in lazy_names else lazy_names,
         hints=hint_modules,
         extra_paths=search_path,
+        exclude=excluded_by,
     )
 
     warnings: list[str] = list(graph.warnings)
@@ -132,6 +147,16 @@ def analyze(
         else:
             warnings.append(f"hint {hint.hinted}={hint.target}: no such module or distribution")
 
+    def chosen_requires() -> dict[str, str]:
+        """Requires-Dist names of what is shipped, by normalized name: who may provide it."""
+        out: dict[str, str] = {}
+        for dist, _, _ in chosen.values():
+            for line in dist.requires:
+                name = _requirement_name(line)
+                if name:
+                    out.setdefault(canonicalize_name(name), name)
+        return out
+
     for miss in graph.missing:
         where = f"{miss.site}: " if miss.site else ""
         via = f" (via {' -> '.join(miss.chain)})" if len(miss.chain) > 1 else ""
@@ -141,10 +166,12 @@ def analyze(
             # the walk itself already warns about those in local code.
             continue
         if miss.optional:
-            warnings.append(f"{where}optional import '{miss.module}' is not installed{via}")
+            why = f": {miss.reason}" if miss.reason else ""
+            warnings.append(f"{where}optional import '{miss.module}' is not installed{via}{why}")
         else:
             errors.append(
-                f"{where}cannot import '{miss.module}': not installed for {interp.executable}{via}"
+                f"{where}cannot import '{miss.module}': not installed for {interp.executable}"
+                f"{via}; {_resolution(miss, interp.executable, chosen_requires(), index)}"
             )
 
     for pkg, (directory, dist_name) in sorted(editable_packages.items()):
@@ -167,13 +194,18 @@ def analyze(
         files = dist.files
         if key in editable:  # its code ships as local source; keep only the metadata
             files = tuple(f for f in files if ".dist-info" in f.split(os.sep)[0])
+        size = dist.size
+        kept = _without_excluded(files, excluded_by)  # an excluded module inside a shipped dist
+        if key in editable or kept != files:
+            files = kept
+            size = sum(_size(dist.location, f) for f in files)
         dists.append(
             Distribution(
                 name=dist.name,
                 version=dist.version,
                 location=dist.location,
                 files=files,
-                size=sum(_size(dist.location, f) for f in files) if key in editable else dist.size,
+                size=size,
                 modules=tuple(sorted(modules)),
                 why=chain,
                 editable=key in editable,
@@ -220,11 +252,15 @@ def analyze(
         lazy=tuple(sorted(set(lazy), key=lambda x: (x.module, x.site))),
         warnings=tuple(sorted(set(warnings))),
         errors=tuple(sorted(set(errors))),
+        excluded=tuple(
+            Excluded(module=e.module, by=tuple(excluded_by[e.module]), sites=e.sites)
+            for e in graph.excluded
+        ),
     )
 
 
 class ProjectSettings:
-    """``[tool.envpack]`` of the nearest pyproject.toml: hints and include-lazy for a project."""
+    """``[tool.envpack]`` of the nearest pyproject.toml: hints, include-lazy and exclude."""
 
     def __init__(
         self,
@@ -232,11 +268,15 @@ class ProjectSettings:
         include_lazy: Sequence[str],
         data: Sequence[str] = (),
         root: Path | None = None,
+        exclude: Sequence[str] = (),
+        path: Path | None = None,
     ) -> None:
         self.hints = dict(hints)
         self.include_lazy = tuple(include_lazy)
         self.data = tuple(data)  # paths and globs, relative to root
         self.root = root or Path.cwd()  # the directory of the pyproject.toml
+        self.exclude = tuple(exclude)
+        self.path = path  # the pyproject.toml they come from
 
 
 def project_settings(start: Path) -> ProjectSettings:
@@ -264,7 +304,12 @@ def project_settings(start: Path) -> ProjectSettings:
                 raise UsageError(
                     f"{pyproject}: [tool.envpack] data must be a list of paths or globs"
                 )
-            return ProjectSettings(hints, lazy, files, directory)
+            exclude = table.get("exclude", [])
+            if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
+                raise UsageError(
+                    f"{pyproject}: [tool.envpack] exclude must be a list of module names"
+                )
+            return ProjectSettings(hints, lazy, files, directory, exclude, pyproject)
     return ProjectSettings({}, ())
 
 
@@ -275,6 +320,79 @@ def parse_hint(text: str) -> tuple[str, tuple[str, ...]]:
     if not sep or not mod.strip() or not names:
         raise UsageError(f"--hint {text!r}: expected MODULE=NAME[,NAME...]")
     return mod.strip(), names
+
+
+# Import names whose distribution is named otherwise, for the advice on a missing import (the
+# ones a HEP analysis meets; a shipped distribution's Requires-Dist is asked first).
+_DIST_OF_IMPORT = {
+    "OpenSSL": "pyOpenSSL",
+    "PIL": "Pillow",
+    "XRootD": "xrootd",
+    "attr": "attrs",
+    "bs4": "beautifulsoup4",
+    "cv2": "opencv-python",
+    "dateutil": "python-dateutil",
+    "jwt": "PyJWT",
+    "sklearn": "scikit-learn",
+    "skimage": "scikit-image",
+    "snappy": "python-snappy",
+    "yaml": "PyYAML",
+    "zmq": "pyzmq",
+}
+
+
+def _resolution(
+    miss: MissingImport, python: str, requires: Mapping[str, str], index: DistIndex
+) -> str:
+    """How to resolve a missing import: install it, exclude it, or hint what provides it."""
+    if miss.module.startswith("."):
+        return "to resolve: a relative import needs the package it is in; import it absolutely"
+    top = miss.module.split(".")[0]
+    dist = requires.get(canonicalize_name(top)) or _DIST_OF_IMPORT.get(top)
+    if dist is None and index.get(top) is not None:
+        dist = top  # installed, yet the module is not there: reinstall it
+    if dist is not None:
+        install = f"{python} -m pip install {dist}"
+    else:
+        install = (
+            f"install the distribution that provides '{top}' into {python} "
+            f"(pip install {top}, if that is its name)"
+        )
+    return (
+        f"to resolve: {install}; or, if workers never import it, --exclude {miss.module} "
+        f"(or [tool.envpack] exclude); or, if something else provides it at run time, "
+        f"--hint {miss.module}=PROVIDER"
+    )
+
+
+def _requirement_name(line: str) -> str | None:
+    try:
+        return Requirement(line).name
+    except InvalidRequirement:
+        return None
+
+
+def _module_name(text: str, what: str) -> str:
+    name = text.strip()
+    if not name or not all(part.isidentifier() for part in name.split(".")):
+        raise UsageError(f"{what} {text!r}: expected a module name (pkg or pkg.sub)")
+    return name
+
+
+def _without_excluded(files: tuple[str, ...], excluded: Collection[str]) -> tuple[str, ...]:
+    """A distribution's files without those of excluded modules (a package dir, a module file,
+    its bytecode, an extension module)."""
+    if not excluded:
+        return files
+    out = []
+    for rel in files:
+        parts = rel.split("/")
+        stem = parts[-1].split(".")[0]
+        dotted = ".".join(p for p in parts[:-1] if p != "__pycache__")
+        candidates = {dotted, f"{dotted}.{stem}" if dotted else stem}
+        if not any(c == e or c.startswith(e + ".") for c in candidates for e in excluded):
+            out.append(rel)
+    return tuple(out)
 
 
 def _roots(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -11,10 +11,19 @@ machinery), with three changes the stock finder needs for a coffea environment:
   shortest one from a root.
 
 "What runs": module-level imports everywhere (class bodies, if/try/with/for bodies) except under
-``TYPE_CHECKING``, ``__main__`` and branches dead for the target; functions a module calls at its
-own top level; literal ``import_module``/``__import__`` strings; ``except ImportError`` fallbacks
-only when the guarded import does not resolve; every import of local code. Function-level
-imports of third-party code are lazy candidates, followed only when asked for or hinted.
+``TYPE_CHECKING``, ``__main__`` and branches dead for the target (platform flags imported from
+other modules included, psutil's ``WINDOWS``); functions a module calls at its top level, its
+own or imported from another module (``with lazy_importer():``); literal
+``import_module``/``__import__`` strings; ``except ImportError`` fallbacks when the guarded body
+may fail (an import that does not resolve, here or in what it imports unguarded, or a ``raise``
+in the body); every import of local code. Function-level imports of third-party code are lazy
+candidates, followed only when asked for or hinted. Modules that known import hooks create
+(toolz's ``tlz.*``) are found where the hook finds them; excluded modules never are.
+
+What may fail is a warning, not an error: an import under ``try/except ImportError`` or
+``with suppress(ImportError)``, under a condition of third-party code the walk cannot decide,
+inside a module reached only that way, or in a local function the worker never runs (a
+name-based call graph from the processor's methods and every module's top level).
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import ast
 import modulefinder
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +40,8 @@ from envpack._cachefile import cache_dir as default_cache_dir
 from envpack.analyzer import data as _data
 from envpack.analyzer import hints as _hints
 from envpack.analyzer._parsecache import ParseCache, Parser
-from envpack.analyzer._sites import DYNAMIC, FROM, Cond, Guard, Summary
+from envpack.analyzer._sites import DYNAMIC, FROM, MAIN_UNIT, Refs, Site, Summary, call_graph
+from envpack.analyzer.conditions import Cond, Evaluator
 from envpack.analyzer.data import DataFile, DataWarning
 from envpack.analyzer.interpreter import Target
 from envpack.errors import UsageError
@@ -49,12 +59,17 @@ _NAMESPACE = 100
 # Frozen into every CPython binary (importlib's bootstrap), never files; and the running script.
 _ALWAYS_THERE = frozenset({"_frozen_importlib", "_frozen_importlib_external", "__main__"})
 
-# Packages that install a sys.meta_path importer serving "<pkg>.extern.X" from their vendored
-# copy (or the top-level X when unbundled): setuptools' and pkg_resources' VendorImporter.
-_VENDOR_HOOKS = {
-    "pkg_resources.extern.": "pkg_resources._vendor.",
-    "setuptools.extern.": "setuptools._vendor.",
+# Packages that install a sys.meta_path importer serving modules no file holds: prefix ->
+# (where the hook finds them, in order; whether it imports every one that exists, or only the
+# first). setuptools' and pkg_resources' VendorImporter serve "<pkg>.extern.X" from their
+# vendored copy, else the top-level X; toolz's tlz (tlz/_build_tlz.py) serves "tlz.X" from
+# cytoolz.X when it is installed and always from toolz.X.
+_IMPORT_HOOKS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "pkg_resources.extern.": (("pkg_resources._vendor.", ""), False),
+    "setuptools.extern.": (("setuptools._vendor.", ""), False),
+    "tlz.": (("cytoolz.", "toolz."), True),
 }
+_MAX_HOPS = 8  # re-exports and aliases followed from one call or flag
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,16 @@ class MissingImport:
     site: str
     optional: bool
     chain: tuple[str, ...]  # the chain of the importing module
+    function: str = ""  # local code: the function the import is in ("" at module level)
+    reason: str = ""  # why it is optional, when that is not the site's own try/except
+
+
+@dataclass(frozen=True)
+class ExcludedImport:
+    """A module excluded by the user (never shipped) and every site that imports it."""
+
+    module: str
+    sites: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -109,6 +134,7 @@ class ImportGraph:
     hint_misses: tuple[HintMiss, ...] = ()
     warnings: tuple[str, ...] = ()
     search_path: tuple[str, ...] = ()
+    excluded: tuple[ExcludedImport, ...] = ()
 
     @property
     def errors(self) -> tuple[MissingImport, ...]:
@@ -124,6 +150,7 @@ def find_imports(
     extra_paths: Sequence[str | os.PathLike[str]] = (),
     cache_dir: Path | Literal[False] | None = None,
     jobs: int | None = None,
+    exclude: Iterable[str] = (),
 ) -> ImportGraph:
     """Walk the imports of ``roots`` (processor files) as ``target`` would run them.
 
@@ -132,6 +159,8 @@ def find_imports(
     lazy imports are followed, or ``"all"``. ``hints``: added to the curated table (hints.py).
     ``cache_dir``: where parse results are kept (default ``$XDG_CACHE_HOME/envpack``;
     ``False``: no cache). ``jobs``: processes for cold parsing (default: all cores).
+    ``exclude``: modules (with their submodules) never followed; importing one is not an error,
+    every site that does is listed in ``ImportGraph.excluded``.
     Raises UsageError for a root that is not a Python file or a syntax error in local code.
     """
     root_paths = [check_root(Path(r)) for r in roots]
@@ -145,7 +174,7 @@ def find_imports(
             search.append(entry)
     cache = ParseCache(None if cache_dir is False else cache_dir or default_cache_dir())
     parser = Parser(cache, jobs)
-    finder = _Finder(search, target, parser, include_lazy, _hints.merged(hints))
+    finder = _Finder(search, target, parser, include_lazy, _hints.merged(hints), exclude)
     # Relative data paths are looked for there too: a generated root's job runs from there.
     finder.root_dirs += [os.path.abspath(p) for p in extra_paths]
     try:
@@ -183,8 +212,10 @@ class _Finder(modulefinder.ModuleFinder):
         parser: Parser,
         include_lazy: Iterable[str] | Literal["all"],
         hints: dict[str, tuple[str, ...]],
+        exclude: Iterable[str] = (),
     ) -> None:
-        super().__init__(path)
+        self.exclude = tuple(sorted({e.strip(".") for e in exclude if e.strip(".")}))
+        super().__init__(path, excludes=list(self.exclude))
         # modulefinder.Module's attributes (__file__, __path__) are dynamic; typeshed omits them.
         self.modules: dict[str, Any] = {}
         self.target = target
@@ -222,7 +253,7 @@ class _Finder(modulefinder.ModuleFinder):
         self.ctx: tuple[tuple[str, ...], str] = ((), "")
         self.scanned: set[str] = set()
         self.all_names: dict[str, tuple[str, ...] | None] = {}
-        self.pending_stars: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        self.pending_stars: dict[str, list[tuple[tuple[str, ...], str, bool]]] = {}
         self.missing: dict[tuple[str, str], MissingImport] = {}
         self.lazy: set[tuple[str, str]] = set()
         self.local_data: dict[str, _data.LocalModule] = {}
@@ -230,6 +261,22 @@ class _Finder(modulefinder.ModuleFinder):
         self.warnings: list[str] = []
         self.root_names: list[str] = []
         self.root_dirs: list[str] = []
+        self.conditions = Evaluator(
+            self.platform, target.version_info, self._top_resolves, self._flag
+        )
+        self.summaries: dict[str, Summary] = {}
+        # Import edges (importer -> (module, optional, function of local code)), to tell which
+        # modules are reached only where their failure is caught.
+        self.edges: dict[str, set[tuple[str, bool, str]]] = {}
+        self.incoming: set[str] = set()
+        self.pending_calls: dict[str, list[tuple[str, bool, bool]]] = {}
+        self.expanded_calls: set[tuple[str, str, bool, bool]] = set()
+        self.call_graphs: dict[str, dict[str, tuple[str, ...]]] = {}
+        # (module, try group) -> (what its body imports, the fallback's sites, fails to use):
+        # fallbacks not taken because the body resolves, taken if a failure hides behind it.
+        self.fallbacks: dict[tuple[str, int], tuple[set[str], list[Site], dict[int, bool | None]]]
+        self.fallbacks = {}
+        self.excluded_sites: dict[str, set[str]] = {}
 
     # -- locating modules on the target's path (replaces importlib's PathFinder) -------------
     def _listing(self, directory: str) -> tuple[frozenset[str], frozenset[str]] | None:
@@ -386,21 +433,34 @@ class _Finder(modulefinder.ModuleFinder):
             if str(root.parent) not in self.root_dirs:
                 self.root_dirs.append(str(root.parent))
             self.load_module(name, None, str(root), (".py", "rb", _PY_SOURCE))
-        # Breadth-first: a module is scanned only after every module of the previous level,
-        # so the first chain recorded for each module is a shortest one.
-        while self.queue:
-            level, self.queue = self.queue, []
-            for name in level:
-                if name not in self.scanned:
-                    local = self.meta[name][2] == "local"
-                    self._scan(name, self.parser.get(self.modules[name].__file__, local))
-                self._after_scan(name)
+        while True:
+            # Breadth-first: a module is scanned only after every module of the previous level,
+            # so the first chain recorded for each module is a shortest one.
+            while self.queue:
+                level, self.queue = self.queue, []
+                for name in level:
+                    if name not in self.scanned:
+                        self._scan(name, self._summary(name))
+                    self._after_scan(name)
+            if not self._take_fallbacks():
+                break
 
-    def _scan(self, name: str, summary: Summary) -> None:
+    def _summary(self, name: str) -> Summary | None:
+        """The parse summary of a reached module with Python source (None for the others)."""
+        summary = self.summaries.get(name)
+        if summary is None and name not in self.scanned and name in self.modules:
+            m = self.modules[name]
+            summary = self.parser.get(m.__file__, self.meta[name][2] == "local")
+            self.summaries[name] = summary
+        return summary
+
+    def _scan(self, name: str, summary: Summary | None) -> None:
         self.scanned.add(name)
+        if summary is None:
+            return
         m = self.modules[name]
-        chain, _, kind = self.meta[name]
-        sites, all_names, _, data_refs, error = summary
+        kind = self.meta[name][2]
+        sites, all_names, _, data_refs, error, facts = summary
         self.all_names[name] = all_names
         if error is not None:
             msg, line, col = error
@@ -411,15 +471,50 @@ class _Finder(modulefinder.ModuleFinder):
             )
             return
         local = kind == "local"
-        fails: dict[int, bool] = {}
+        fails: dict[int, bool | None] = {}
+        self._sites(m, sites, fails)
+        if kind != "stdlib":
+            self._top_calls(m, facts, fails)
+        if local:
+            self._data_files(m, data_refs)
+
+    def _sites(
+        self,
+        m: Any,
+        sites: Iterable[Site],
+        fails: dict[int, bool | None],
+        *,
+        forced: bool = False,
+        optional_all: bool = False,
+    ) -> None:
+        """Follow ``sites`` of ``m`` as the "what runs" policy says.
+
+        ``forced``: function-level sites of a function that runs at import time (a caller in
+        another module calls it at its top level). ``optional_all``: every site is optional
+        (an ``except ImportError`` fallback taken because a failure may hide behind its body).
+        """
+        name = m.__name__
+        chain, _, kind = self.meta[name]
+        local = kind == "local"
+        summary = self.summaries.get(name)
+        raising = set(summary[5][5]) if summary is not None else set()
+        group_targets: dict[int, set[str]] = {}
         for site in sites:
             skind, module, level, names, line, lazy, guards, groups, anchor = site
-            live = self._live(guards, fails)
+            if forced:
+                lazy = ""
+            live = self.conditions.live(guards, fails, name)
             if live is False:
+                if not forced:
+                    self._note_fallback(name, site, fails, group_targets)
                 continue
             # In third-party code, an import under a condition we cannot evaluate that does not
             # resolve is taken as guarded (the installed package works): a warning, not an error.
-            optional = bool(groups) or (live is None and not local)
+            # So is an except-ImportError fallback that may or may not run.
+            fallback = any(
+                want and cond[0] == "fail" and fails.get(cond[1]) is None for cond, want in guards
+            )
+            optional = optional_all or bool(groups) or fallback or (live is None and not local)
             where = f"{m.__file__}:{line}"
             if lazy and not local:
                 absname = self._absolute(m, module, level, anchor, names)
@@ -431,11 +526,140 @@ class _Finder(modulefinder.ModuleFinder):
                     continue
                 # Asked for, but a function-level import may well name an optional extra.
                 optional = True
-            ok = self._import_site(m, chain, skind, module, level, names, anchor, where, optional)
+            function = lazy if local else ""
+            ok, reached = self._import_site(
+                m, chain, skind, module, level, names, anchor, where, optional, function
+            )
             for gid in groups:
-                fails[gid] = fails.get(gid, False) or not ok
-        if local:
-            self._data_files(m, data_refs)
+                # A body that raises ImportError itself may fail with every import resolved.
+                before = fails.get(gid, None if gid in raising else False)
+                fails[gid] = True if not ok else before
+                group_targets.setdefault(gid, set()).update(reached)
+
+    def _note_fallback(
+        self,
+        name: str,
+        site: Site,
+        fails: dict[int, bool | None],
+        group_targets: dict[int, set[str]],
+    ) -> None:
+        """An ``except ImportError`` site not followed because its ``try`` body resolves."""
+        guards = site[6]
+        for cond, want in guards:
+            if want and cond[0] == "fail" and fails.get(cond[1]) is False:
+                trial = {**fails, cond[1]: None}
+                if self.conditions.live(guards, trial, name) is not False:
+                    key = (name, cond[1])
+                    entry = self.fallbacks.setdefault(
+                        key, (set(group_targets.get(cond[1], ())), [], trial)
+                    )
+                    entry[1].append(site)
+                return
+
+    def _take_fallbacks(self) -> bool:
+        """Follow the fallbacks whose ``try`` body reaches an import that does not resolve.
+
+        ``try: from .a import x / except ImportError: from .compat import x``: when ``.a`` (or
+        what it imports without a guard of its own) fails, the fallback is what runs.
+        """
+        if not self.fallbacks:
+            return False
+        failing = {
+            miss.chain[-1] for miss in self.missing.values() if not miss.optional and miss.chain
+        }
+        if not failing:
+            return False
+        importers: dict[str, set[str]] = {}
+        for importer, edges in self.edges.items():
+            for target, optional, _ in edges:
+                if not optional:
+                    importers.setdefault(target, set()).add(importer)
+        fails_here = set(failing)
+        stack = list(failing)
+        while stack:
+            for importer in importers.get(stack.pop(), ()):
+                if importer not in fails_here:
+                    fails_here.add(importer)
+                    stack.append(importer)
+        taken = False
+        for key, (targets, sites, trial) in list(self.fallbacks.items()):
+            if targets & fails_here:
+                del self.fallbacks[key]
+                self._sites(self.modules[key[0]], sites, trial, optional_all=True)
+                taken = True
+        return taken
+
+    def _top_calls(self, m: Any, facts: Any, fails: dict[int, bool | None]) -> None:
+        """Imported functions ``m`` calls at its top level: their imports run at import time."""
+        calls = facts[3]
+        if not calls:
+            return
+        name = m.__name__
+        binds = facts[1]
+        for callee, attr, _line, guards, groups, with_ in calls:
+            live = self.conditions.live(guards, fails, name)
+            if live is False:
+                continue
+            optional = bool(groups) or live is None
+            for module, level, battr in binds.get(callee, ()):
+                base = self._absolute(m, module, level, None, ()) if level else module
+                path = ".".join(p for p in (battr, attr) if p)
+                if base and path:
+                    self._call(base, path, optional, with_, 0)
+
+    def _call(self, base: str, path: str, optional: bool, with_: bool, hops: int) -> None:
+        """A call of ``base.path`` at import time: expand it once ``base`` is scanned."""
+        target, rest = base, path.split(".")
+        while len(rest) > 1 and f"{target}.{rest[0]}" in self.modules:
+            target, rest = f"{target}.{rest[0]}", rest[1:]
+        meta = self.meta.get(target)
+        if meta is None or meta[2] != "site" or hops > _MAX_HOPS:
+            return  # the stdlib's functions, and local code's, are walked whole anyway
+        member = ".".join(rest)
+        if target in self.scanned:
+            self._expand_call(target, member, optional, with_, hops)
+        else:
+            self.pending_calls.setdefault(target, []).append((member, optional, with_))
+
+    def _expand_call(self, name: str, member: str, optional: bool, with_: bool, hops: int) -> None:
+        """Follow the imports of function ``member`` of ``name`` (and of what it calls there)."""
+        key = (name, member, optional, with_)
+        summary = self.summaries.get(name)
+        if key in self.expanded_calls or summary is None or hops > _MAX_HOPS:
+            return
+        self.expanded_calls.add(key)
+        m = self.modules[name]
+        binds, aliases = summary[5][1], summary[5][2]
+        if member in aliases:  # ``lazy_importer = nothing if PY315 else backport``
+            for alias in aliases[member]:
+                self._expand_call(name, alias, optional, with_, hops + 1)
+            return
+        for module, level, attr in binds.get(member, ()):  # a re-export
+            base = self._absolute(m, module, level, None, ()) if level else module
+            if base and attr:
+                self._call(base, attr, optional, with_, hops + 1)
+        # A class runs its constructor, and as a context manager its __enter__/__exit__.
+        dunders: tuple[str, ...] = ("__init__", "__new__", "__post_init__")
+        if with_:
+            dunders += ("__enter__", "__exit__")
+        stack = [member, *(f"{member}.{d}" for d in dunders)]
+        graph = self.call_graphs.get(name)
+        if graph is None:
+            try:
+                source = Path(m.__file__).read_bytes()
+            except OSError:
+                source = b""
+            graph = self.call_graphs[name] = call_graph(source, m.__file__)
+        closure: set[str] = set()
+        while stack:
+            unit = stack.pop()
+            if unit not in closure:
+                closure.add(unit)
+                for mentioned in graph.get(unit, ()):
+                    stack.extend(aliases.get(mentioned, (mentioned,)))
+        chosen = [site for site in summary[0] if site[5] in closure]
+        if chosen:
+            self._sites(m, chosen, {}, forced=True, optional_all=optional)
 
     def _after_scan(self, name: str) -> None:
         m = self.modules[name]
@@ -445,8 +669,34 @@ class _Finder(modulefinder.ModuleFinder):
             found, _ = self._resolve(target, None, 0)
             if found is None:
                 self.hint_misses.add((name, target))
-        for importer_chain, where in self.pending_stars.pop(name, []):
-            self._star(m, importer_chain, where)
+            else:
+                self._edge(name, found.__name__, False, "")
+        for importer_chain, where, optional in self.pending_stars.pop(name, []):
+            self._star(m, importer_chain, where, optional)
+        for member, optional, with_ in self.pending_calls.pop(name, []):
+            self._expand_call(name, member, optional, with_, 0)
+
+    def _flag(self, here: str, module: str, level: int, flag: str) -> tuple[Cond, str] | None:
+        """What ``flag`` of ``module`` (imported by ``here``) is bound to, and where."""
+        m = self.modules.get(here)
+        for _ in range(_MAX_HOPS):
+            if m is None:
+                return None
+            name = self._absolute(m, module, level, None, ()) if level else module
+            if not name:
+                return None
+            summary = self._summary(name)
+            if summary is None:
+                return None
+            flags, binds = summary[5][0], summary[5][1]
+            if flag in flags:
+                return flags[flag], name
+            bound = binds.get(flag, ())
+            if len(bound) != 1 or not bound[0][2]:
+                return None
+            module, level, flag = bound[0]  # re-exported: ``from ._common import WINDOWS``
+            m = self.modules.get(name)
+        return None
 
     def _lazy_wanted(self, absname: str) -> bool:
         if self.lazy_all:
@@ -454,82 +704,13 @@ class _Finder(modulefinder.ModuleFinder):
         parts = absname.split(".")
         return any(".".join(parts[:i]) in self.lazy_names for i in range(1, len(parts) + 1))
 
-    def _live(self, guards: tuple[Guard, ...], fails: dict[int, bool]) -> bool | None:
-        """False: dead for the target; True: runs; None: runs unless an unknown test fails."""
-        certain = True
-        for cond, want in guards:
-            value = self._eval(cond, fails)
-            if value is None:
-                certain = False
-            elif value != want:
-                return False
-        return True if certain else None
-
-    def _eval(self, cond: Cond, fails: dict[int, bool]) -> bool | None:
-        tag = cond[0]
-        if tag == "tc" or tag == "main":
+    def _top_resolves(self, top: str) -> bool:
+        """Whether the target finds the top-level module ``top`` (``find_spec`` tests)."""
+        try:
+            self.find_module(top, None)
+        except ImportError:
             return False
-        if tag == "const":
-            return bool(cond[1])
-        if tag == "fail":
-            failed: bool | None = fails.get(cond[1])
-            return failed
-        if tag == "not":
-            inner = self._eval(cond[1], fails)
-            return None if inner is None else not inner
-        if tag in ("and", "or"):
-            values = [self._eval(c, fails) for c in cond[1:]]
-            if tag == "and":
-                if False in values:
-                    return False
-                return True if all(v is True for v in values) else None
-            if True in values:
-                return True
-            return False if all(v is False for v in values) else None
-        if tag == "ver":
-            _, op, rhs, (sub, n) = cond
-            vi = self.target.version_info
-            lhs: tuple[int, ...] | int
-            if sub == "all":
-                lhs = vi
-            elif sub == "slice":
-                lhs = vi[:n]
-            else:
-                if n >= len(vi):
-                    return None
-                lhs = vi[n]
-                if len(rhs) != 1:
-                    return None
-                rhs = rhs[0]
-            return _compare(lhs, op, rhs)
-        if tag == "spec":
-            top = str(cond[1]).lstrip(".").split(".")[0]
-            if not top or top != cond[1].split(".")[0]:
-                return None
-            try:
-                self.find_module(top, None)
-            except ImportError:
-                return False
-            return True
-        if tag == "platsw":
-            return self.platform.startswith(tuple(cond[1]))
-        if tag in ("plat", "osname", "platsys"):
-            value = {
-                "plat": self.platform,
-                "osname": "nt" if self.platform == "win32" else "posix",
-                "platsys": {"win32": "Windows", "darwin": "Darwin", "linux": "Linux"}.get(
-                    self.platform, ""
-                ),
-            }[tag]
-            if tag == "platsys" and not value:
-                return None
-            _, op, rhs = cond
-            if op == "in":
-                return value in tuple(rhs)
-            if op == "not in":
-                return value not in tuple(rhs)
-            return (value == str(rhs)) if op == "==" else (value != str(rhs))
-        return None
+        return True
 
     def _absolute(
         self, m: Any, module: str, level: int, anchor: Any, names: tuple[str, ...]
@@ -563,52 +744,92 @@ class _Finder(modulefinder.ModuleFinder):
         anchor: Any,
         where: str,
         optional: bool,
-    ) -> bool:
+        function: str = "",
+    ) -> tuple[bool, list[str]]:
+        """Follow one import; (whether it succeeds at run time, the modules it reaches)."""
         self.ctx = (chain, where)
         if skind == DYNAMIC:
             absname = self._absolute(m, module, level, anchor, ())
             if absname is None:
-                self._missing("." * level + module, where, optional, chain)
-                return False
+                self._missing("." * level + module, where, optional, chain, function)
+                return False, []
             module, level = absname, 0
         found, missing = self._resolve(module, m, level)
-        if found is None and missing is not None:
-            found = self._vendored(missing)
+        if found is None and missing is not None and not self._excluded(missing):
+            found = self._hooked(missing)
         if found is None:
             if missing is not None and missing.startswith(".") and not module and names:
                 missing += names[0]  # "from . import x" outside a package: name the x
-            self._missing(missing or module, where, optional, chain)
-            return False
+            self._missing(missing or module, where, optional, chain, function)
+            return False, []
+        ok = True
+        reached = [found.__name__]
         if skind == FROM:
             for sub in names:
                 if sub == "*":
                     if found.__name__ in self.scanned:
-                        self._star(found, chain, where)
+                        self._star(found, chain, where, optional)
                     else:
-                        self.pending_stars.setdefault(found.__name__, []).append((chain, where))
+                        pending = self.pending_stars.setdefault(found.__name__, [])
+                        pending.append((chain, where, optional))
                 elif found.__path__:
+                    subname = f"{found.__name__}.{sub}"
+                    if self._excluded(subname):
+                        self._missing(subname, where, optional, chain, function)
+                        ok = False
+                        continue
                     self.ctx = (chain, where)
                     # Not a submodule: a name defined in the package (cannot be checked).
-                    self.import_module(sub, f"{found.__name__}.{sub}", found)
-        return True
+                    sm: Any = self.import_module(sub, subname, found)
+                    if sm is None and any(subname.startswith(p) for p in _IMPORT_HOOKS):
+                        sm = self._hooked(subname)
+                    if sm is not None:
+                        reached.append(sm.__name__)
+        for name in reached:
+            self._edge(m.__name__, name, optional, function)
+        return ok, reached
 
-    def _vendored(self, missing: str) -> Any:
-        for prefix, vendor in _VENDOR_HOOKS.items():
+    def _edge(self, importer: str, name: str, optional: bool, function: str) -> None:
+        """``importer`` imports ``name`` (and so its parent packages)."""
+        edges = self.edges.setdefault(importer, set())
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            target = ".".join(parts[:i])
+            if target != importer and target in self.modules:
+                edges.add((target, optional, function))
+                self.incoming.add(target)
+
+    def _hooked(self, missing: str) -> Any:
+        """A module that a known import hook serves (``_IMPORT_HOOKS``), else None."""
+        for prefix, (places, every) in _IMPORT_HOOKS.items():
             if missing.startswith(prefix):
                 rest = missing[len(prefix) :]
-                found, _ = self._resolve(vendor + rest, None, 0)
-                if found is None:
-                    found, _ = self._resolve(rest, None, 0)
-                return found
+                first = None
+                for place in places:
+                    found, _ = self._resolve(place + rest, None, 0)
+                    if found is not None:
+                        first = first or found
+                        if not every:
+                            break
+                return first
         return None
 
-    def _star(self, pkg: Any, chain: tuple[str, ...], where: str) -> None:
+    def _excluded(self, name: str) -> str | None:
+        """The ``exclude`` entry that covers module ``name`` (itself or a parent package)."""
+        for entry in self.exclude:
+            if name == entry or name.startswith(entry + "."):
+                return entry
+        return None
+
+    def _star(self, pkg: Any, chain: tuple[str, ...], where: str, optional: bool) -> None:
         """``from pkg import *`` imports the submodules that ``pkg.__all__`` names."""
         if not pkg.__path__:
             return
         for sub in self.all_names.get(pkg.__name__) or ():
             self.ctx = (chain, where)
-            self.import_module(sub, f"{pkg.__name__}.{sub}", pkg)
+            found: Any = self.import_module(sub, f"{pkg.__name__}.{sub}", pkg)
+            if found is not None and chain:
+                self._edge(chain[-1], found.__name__, optional, "")
 
     def _resolve(self, name: str, caller: Any, level: int) -> tuple[Any, str | None]:
         """Import ``name`` (and its parents); (module, None) or (None, first missing name)."""
@@ -635,14 +856,31 @@ class _Finder(modulefinder.ModuleFinder):
             cur = mod
         return cur, None
 
-    def _missing(self, name: str, where: str, optional: bool, chain: tuple[str, ...]) -> None:
+    def _missing(
+        self, name: str, where: str, optional: bool, chain: tuple[str, ...], function: str = ""
+    ) -> None:
+        excluded = self._excluded(name)
+        if excluded is not None:
+            self.excluded_sites.setdefault(excluded, set()).add(where)
+            return
+        if name in self.hints and name not in self.modules:
+            # ``--hint tlz.curried=toolz``: something else provides it at run time.
+            for target in self.hints[name]:
+                self.ctx = (chain, f"hint:{name}")
+                found, _ = self._resolve(target, None, 0)
+                if found is None:
+                    self.hint_misses.add((name, target))
+                elif chain:
+                    self._edge(chain[-1], found.__name__, optional, function)
+            return
         top = name.lstrip(".").split(".")[0]
         if top in self.target.stdlib_module_names and top not in self.modules:
             # A stdlib module this platform lacks (winreg, _winapi, …): guarded at run time.
             optional = True
         key = (name, where)
-        if key not in self.missing:
-            self.missing[key] = MissingImport(name, where, optional, chain)
+        seen = self.missing.get(key)
+        if seen is None or (seen.optional and not optional):  # the site reached unguarded too
+            self.missing[key] = MissingImport(name, where, optional, chain, function)
 
     def _data_files(self, m: Any, data: _data.DataSummary) -> None:
         local = _data.LocalModule(m.__name__, m.__file__, m.__path__ is not None, data)
@@ -667,21 +905,143 @@ class _Finder(modulefinder.ModuleFinder):
             LazyCandidate(mod, site) for mod, site in sorted(self.lazy) if mod not in modules
         )
         found = _data.resolve(self.local_data, [os.getcwd(), *self.root_dirs])
+        missing = self._judged_missing()
         warnings = list(self.warnings)
-        for miss in self.missing.values():
+        for miss in missing:
             if miss.optional and miss.chain and self.meta[miss.chain[-1]][2] == "local":
-                warnings.append(f"optional import {miss.module} not found ({miss.site})")
+                if miss.reason:
+                    warnings.append(
+                        f"{miss.site}: optional import '{miss.module}' is not installed: "
+                        + miss.reason
+                    )
+                else:
+                    warnings.append(f"optional import {miss.module} not found ({miss.site})")
         return ImportGraph(
             roots=tuple(self.root_names),
             modules=modules,
-            missing=tuple(sorted(self.missing.values(), key=lambda x: (x.module, x.site))),
+            missing=tuple(sorted(missing, key=lambda x: (x.module, x.site))),
             lazy=lazy,
             data_files=found.files,
             data_warnings=found.warnings,
             hint_misses=tuple(HintMiss(h, t) for h, t in sorted(self.hint_misses)),
             warnings=tuple(sorted(set(warnings))),
             search_path=tuple(self.path),
+            excluded=tuple(
+                ExcludedImport(e, tuple(sorted(self.excluded_sites.get(e, ()))))
+                for e in self.exclude
+            ),
         )
+
+    def _judged_missing(self) -> list[MissingImport]:
+        """Missing imports, made optional where the worker never runs them or a failure is
+        caught further up: in a local function nothing on the worker calls, or in a module
+        imported only under try/except ImportError, a run-time condition of third-party code,
+        or from such functions."""
+        unreached = self._unreached() if any(m.function for m in self.missing.values()) else {}
+        # Modules every worker imports: reached from a root by imports that are not optional,
+        # and not only from local functions that never run.
+        sure = set(self.root_names)
+        stack = list(sure)
+        while stack:
+            importer = stack.pop()
+            for target, optional, function in self.edges.get(importer, ()):
+                if optional or target in sure or (importer, function) in unreached:
+                    continue
+                sure.add(target)
+                stack.append(target)
+        out: list[MissingImport] = []
+        for miss in self.missing.values():
+            importer = miss.chain[-1] if miss.chain else ""
+            why = unreached.get((importer, miss.function)) if miss.function else None
+            if not miss.optional and why is not None:
+                reason = f"in {miss.function}(), which the worker never runs: {why}"
+                miss = replace(miss, optional=True, reason=reason)
+            elif not miss.optional and importer in self.incoming and importer not in sure:
+                reason = (
+                    f"{importer} itself is imported only where its failure is caught "
+                    "(try/except ImportError, a run-time condition of third-party code) or "
+                    "from functions the worker never runs"
+                )
+                miss = replace(miss, optional=True, reason=reason)
+            out.append(miss)
+        return out
+
+    def _unreached(self) -> dict[tuple[str, str], str]:
+        """Local functions the worker never runs, each with why (a name-based call graph).
+
+        What runs: every local module's top level, and the methods of the classes defined in
+        the processor files (the processor's methods); then every function or class those name,
+        by bare name (resolved in the module and through its imports of local modules) or by
+        attribute name (any local function or method so named), transitively.
+        """
+        units: dict[str, dict[str, Refs]] = {}
+        binds: dict[str, Any] = {}
+        for name, summary in self.summaries.items():
+            if self.meta[name][2] == "local":
+                units[name], binds[name] = summary[5][4], summary[5][1]
+        heads: dict[str, dict[str, list[str]]] = {}
+        by_attr: dict[str, list[tuple[str, str]]] = {}
+        for mod, funcs in units.items():
+            for unit in funcs:
+                if unit in ("", MAIN_UNIT):
+                    continue
+                parts = unit.split(".")
+                heads.setdefault(mod, {}).setdefault(parts[0], []).append(unit)
+                for part in parts:
+                    by_attr.setdefault(part, []).append((mod, unit))
+
+        def named(mod: str, name: str, hops: int = 0) -> list[tuple[str, str]]:
+            found = [(mod, u) for u in heads.get(mod, {}).get(name, ())]
+            if found or hops > _MAX_HOPS:
+                return found
+            for module, level, attr in binds[mod].get(name, ()):
+                base = self._absolute(self.modules[mod], module, level, None, ()) or ""
+                if not level:
+                    base = module
+                if attr and base in units and f"{base}.{attr}" not in units:
+                    found += named(base, attr, hops + 1)
+            return found
+
+        calls: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for mod, funcs in units.items():
+            for unit, (names, attrs) in funcs.items():
+                out = calls.setdefault((mod, unit), set())
+                for name in names:
+                    out.update(named(mod, name))
+                for attr in attrs:
+                    out.update(by_attr.get(attr, ()))
+        starts = [(mod, "") for mod in units]
+        starts += [(root, u) for root in self.root_names for u in units.get(root, ()) if "." in u]
+        reached = set(starts)
+        stack = list(starts)
+        while stack:
+            for callee in calls.get(stack.pop(), ()):
+                if callee not in reached:
+                    reached.add(callee)
+                    stack.append(callee)
+        callers: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for caller, callees in calls.items():
+            for callee in callees:
+                callers.setdefault(callee, set()).add(caller)
+        roots = ", ".join(f"{r}.py" for r in self.root_names)
+        why: dict[tuple[str, str], str] = {}
+        for mod, funcs in units.items():
+            for unit in funcs:
+                key = (mod, unit)
+                if unit in ("", MAIN_UNIT) or key in reached:
+                    continue
+                by = callers.get(key, set()) - {key}
+                if any(u == MAIN_UNIT for _, u in by):
+                    why[key] = 'it is called only under if __name__ == "__main__":'
+                elif by:
+                    who = ", ".join(sorted(f"{u}()" for _, u in by))
+                    why[key] = f"it is called only from {who}, which never run either"
+                else:
+                    why[key] = (
+                        "nothing calls it (not the processor's methods, the classes defined "
+                        f"in {roots}, nor any module's top level)"
+                    )
+        return why
 
 
 def _editable_mappings(site_dirs: Iterable[str]) -> dict[str, str]:
@@ -720,27 +1080,9 @@ def _editable_mappings(site_dirs: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def _compare(lhs: Any, op: str, rhs: Any) -> bool | None:
-    try:
-        if op == "==":
-            return bool(lhs == rhs)
-        if op == "!=":
-            return bool(lhs != rhs)
-        if op == "<":
-            return bool(lhs < rhs)
-        if op == "<=":
-            return bool(lhs <= rhs)
-        if op == ">":
-            return bool(lhs > rhs)
-        if op == ">=":
-            return bool(lhs >= rhs)
-    except TypeError:
-        return None
-    return None
-
-
 __all__ = [
     "DataFile",
+    "ExcludedImport",
     "HintMiss",
     "ImportGraph",
     "LazyCandidate",

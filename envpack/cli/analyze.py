@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 from packaging.utils import canonicalize_name
+from rich.markup import escape
 from rich.table import Table
 
 from envpack.cli._output import echo_json, err, fail, human_size, out
@@ -26,9 +27,12 @@ Examples:
   envpack analyze myproc.py --hint uproot=zstandard --python ~/venvs/ana/bin/python
   envpack analyze analysis.ipynb                 # what its processor classes reach, not its plots
   envpack analyze analysis.ipynb --object run_chunk   # ...or what this function reaches
+  envpack analyze myproc.py --exclude distributed   # never ship it; importing it is fine
 
 \b
-Exit status: 0 complete, 1 imports or libraries missing (all listed), 2 usage errors.
+Exit status: 0 complete (warnings, such as an optional import that is not installed, do not
+count); 1 imports or libraries missing (all listed, each with file:line and how to resolve
+it); 2 usage errors.
 """
 
 
@@ -64,6 +68,12 @@ Exit status: 0 complete, 1 imports or libraries missing (all listed), 2 usage er
     help="Also ship these files or directories as data, where the processor's directory has "
     "them: the task's working directory (repeatable).",
 )
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="MOD",
+    help="Never ship module MOD (and its submodules); importing it is not an error (repeatable).",
+)
 @click.option("--why", metavar="NAME", help="Explain why NAME is (or is not) in the environment.")
 @click.option(
     "--object",
@@ -91,6 +101,7 @@ def analyze_command(
     include_lazy: tuple[str, ...],
     hints: tuple[str, ...],
     data: tuple[str, ...],
+    exclude: tuple[str, ...],
     why: str | None,
     objects: tuple[str, ...],
     all_cells: bool,
@@ -142,6 +153,7 @@ def analyze_command(
                     hints=hint_map,
                     python=choice.python,
                     data=data,
+                    exclude=exclude,
                 )
     except UsageError as exc:
         fail(str(exc), 2)
@@ -166,7 +178,7 @@ def analyze_command(
         out.print(f"Spec written to [bold]{output}[/]")
     if spec.errors:
         for line in spec.errors:
-            err.print(f"[bold red]error:[/] {line}")
+            err.print(f"[bold red]error:[/] {escape(line)}")
         raise SystemExit(1)
 
 
@@ -213,8 +225,11 @@ def summarize(spec: Spec) -> None:
             f"[bold]Lazy imports not shipped[/] ({len(spec.lazy)} sites): {shown}{more}\n"
             "  ship one with --include-lazy NAME; see where with --why NAME"
         )
+    for ex in spec.excluded:
+        where = f"{len(ex.sites)} import sites" if ex.sites else "nothing imports it"
+        out.print(f"[bold]Excluded[/] {ex.module} (by {', '.join(ex.by)}): {where}")
     for line in spec.warnings:
-        err.print(f"[yellow]warning:[/] {line}")
+        err.print(f"[yellow]warning:[/] {escape(line)}")
 
 
 def summarize_notebook(nb: NotebookAnalysis) -> None:
@@ -297,5 +312,11 @@ def explain(spec: Spec, name: str, notebook: NotebookAnalysis | None = None) -> 
         out.print(f"{name} is imported by manager-side code only, not shipped:")
         for m in manager:
             out.print(f"  {cell_site(nb, m.cell, m.line)}: import {m.module}")
+    for ex in spec.excluded:
+        if name == ex.module or name.startswith(ex.module + "."):
+            found = True
+            out.print(f"{name} is excluded (by {', '.join(ex.by)}); imported at:")
+            for where in ex.sites:
+                out.print(f"  {where}")
     if not found:
         out.print(f"{name}: not in the environment, and nothing analyzed imports or requires it")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -16,7 +17,11 @@ from envpack.spec import Spec
 
 
 def _load_spec(
-    inputs: tuple[Path, ...], python: Path | None, err: Console, data: tuple[str, ...] = ()
+    inputs: tuple[Path, ...],
+    python: Path | None,
+    err: Console,
+    data: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
 ) -> Spec:
     if not inputs:
         inputs = (Path("envpack.json"),)
@@ -35,7 +40,7 @@ def _load_spec(
             from envpack.analyzer.notebook import analyze_notebook
 
             return analyze_notebook(inputs[0], python=choice.python).spec
-        return analyze(py, python=choice.python, data=data)
+        return analyze(py, python=choice.python, data=data, exclude=exclude)
     if python is not None:
         raise UsageError(
             "--python applies to processor files; a Spec names its interpreter already "
@@ -46,6 +51,8 @@ def _load_spec(
             "--data is part of the analysis: give it with the processor files "
             "(envpack build PROC.py --data ...), or to `envpack analyze`"
         )
+    if exclude:
+        raise UsageError("--exclude is for analyzing PROC.py files; re-analyze to change a Spec")
     if len(other) > 1:
         raise UsageError("give one Spec file")
     if not other[0].exists():
@@ -72,6 +79,7 @@ Examples:
   envpack build myproc.py --python ~/venvs/ana/bin/python
   envpack build --target-glibc 2.28      # refuse unless EL8-era workers can run it
   envpack build myproc.py --data 'models/*.json'  # also ship files the code names at run time
+  envpack build myproc.py --exclude distributed   # ...never shipping distributed
   envpack build -o dist --compress zstd  # smaller and faster; workers then need zstd
 
 \b
@@ -103,6 +111,8 @@ still lists missing imports).
               "EL8 workers, 2.34 for EL9); the culprits are named.")  # fmt: skip
 @click.option("--data", "data", multiple=True, metavar="PATH|GLOB",
               help="With PROC.py: ship these files as data too (repeatable).")  # fmt: skip
+@click.option("--exclude", multiple=True, metavar="MOD",
+              help="With PROC.py: never ship module MOD; importing it is no error.")  # fmt: skip
 def build_command(
     inputs: tuple[Path, ...],
     out_dir: Path,
@@ -113,6 +123,7 @@ def build_command(
     python: Path | None,
     target_glibc: str | None,
     data: tuple[str, ...],
+    exclude: tuple[str, ...],
 ) -> None:
     """Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py files.
 
@@ -124,7 +135,7 @@ def build_command(
 
     err = Console(stderr=True, soft_wrap=True)
     try:
-        spec = _load_spec(inputs, python, err, data)
+        spec = _load_spec(inputs, python, err, data, exclude)
     except (UsageError, SpecError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise SystemExit(2) from None
@@ -137,7 +148,7 @@ def build_command(
     if spec.errors:
         err.print("[red]the Spec is incomplete; fix these and re-analyze:[/]")
         for problem in spec.errors:
-            err.print(f"  {problem}")
+            err.print(f"  {escape(problem)}")
         raise SystemExit(2)
     if compress == "gzip" and level is not None and level > 9:
         err.print("[red]error:[/] gzip levels are 1-9")

@@ -109,11 +109,12 @@ def test_editable_install_ships_source_as_local(fixture_venv: FixtureVenv, tmp_p
 def test_every_missing_import_reported_with_location(
     fixture_venv: FixtureVenv, tmp_path: Path
 ) -> None:
-    proc = _proc(tmp_path, "import json\nimport nope_a\n\ndef f():\n    import nope_b\n")
+    body = "import json\nimport nope_a\n\nclass P:\n    def process(self):\n        import nope_b\n"
+    proc = _proc(tmp_path, body)
     spec = analyze([proc], python=fixture_venv.python)
     assert not spec.complete
     assert any(f"{proc}:2:" in e and "nope_a" in e for e in spec.errors)
-    assert any(f"{proc}:5:" in e and "nope_b" in e for e in spec.errors)
+    assert any(f"{proc}:6:" in e and "nope_b" in e for e in spec.errors)
 
 
 def test_optional_absent_import_is_a_warning(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
@@ -219,3 +220,77 @@ def test_missing_library_fails_only_for_modules_that_are_imported(tmp_path: Path
 
     used = analyze([_proc(tmp_path, "import fxnatused\n")], python=venv / "bin" / "python")
     assert any(e.startswith("libgone.so: not found") for e in used.errors)
+
+
+def test_exclude_from_the_caller_and_pyproject(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.envpack]\nexclude = ["fxpsutil._pswindows", "fx_cluster"]\n'
+    )
+    body = (
+        "import fxpsutil\n"
+        "import distributed\n"  # not installed: a dead end without --exclude
+        "from distributed.deploy import LocalCluster\n"
+        "class Processor:\n"
+        "    def process(self, events):\n"
+        "        from fx_cluster import Client\n"
+        "        return Client\n"
+    )
+    proc = _proc(tmp_path, body)
+    refused = analyze([proc], python=fixture_venv.python)
+    assert [e.split(": ")[1] for e in refused.errors] == ["cannot import 'distributed'"] * 2
+    spec = analyze([proc], python=fixture_venv.python, exclude=["distributed"])
+    assert spec.complete, spec.errors
+    pyproject = str(tmp_path / "pyproject.toml")
+    got = {e.module: (e.by, [s.rsplit("/", 1)[1] for s in e.sites]) for e in spec.excluded}
+    assert got == {
+        "distributed": (("cli",), ["proc.py:2", "proc.py:3"]),
+        "fx_cluster": ((pyproject,), ["proc.py:6"]),
+        "fxpsutil._pswindows": ((pyproject,), []),
+    }
+    # Never shipped, even inside a distribution that ships whole.
+    psutil = spec.distribution("fx-psutil")
+    assert psutil is not None and "fxpsutil/_pslinux.py" in psutil.files
+    assert not [f for f in psutil.files if "_pswindows" in f]
+    assert psutil.size == sum((Path(psutil.location) / f).stat().st_size for f in psutil.files)
+    with pytest.raises(UsageError, match="expected a module name"):
+        analyze([proc], python=fixture_venv.python, exclude=["not a module"])
+
+
+def test_every_missing_import_error_says_how_to_resolve_it(
+    fixture_venv: FixtureVenv, tmp_path: Path
+) -> None:
+    body = "import fxcore\nimport OpenSSL.SSL\nimport fx_winonly\nimport nope_zz.sub\n"
+    spec = analyze([_proc(tmp_path, body)], python=fixture_venv.python)
+    python = spec.interpreter.executable
+    by_module = {e.split("'")[1]: e for e in spec.errors}
+    assert set(by_module) == {"OpenSSL", "fx_winonly", "nope_zz"}
+    # install: the distribution, when the import name is known to map to one (a curated
+    # table; the Requires-Dist of what is shipped: fx-core requires fx-winonly), else the module
+    assert f"to resolve: {python} -m pip install pyOpenSSL;" in by_module["OpenSSL"]
+    assert f"to resolve: {python} -m pip install fx-winonly;" in by_module["fx_winonly"]
+    assert "install the distribution that provides 'nope_zz' into" in by_module["nope_zz"]
+    for module, error in by_module.items():
+        assert f"--exclude {module} (or [tool.envpack] exclude)" in error
+        assert f"--hint {module}=PROVIDER" in error
+
+
+def test_hint_resolves_a_missing_import_to_its_provider(
+    fixture_venv: FixtureVenv, tmp_path: Path
+) -> None:
+    # Something provides the module at run time (an import hook): say what ships for it.
+    proc = _proc(tmp_path, "import hooked_mod.sub\n")
+    assert not analyze([proc], python=fixture_venv.python).complete
+    spec = analyze([proc], python=fixture_venv.python, hints={"hooked_mod": ["fx-unused"]})
+    assert spec.complete, spec.errors
+    assert "fx-unused" in _names(spec)
+
+
+def test_dead_ends_of_dask_style_programs(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    # The four patterns of issue 8 together, end to end: no errors, and what runs is shipped.
+    body = "import fxdistributed\nimport fxrequests\nimport fxmetadata\nimport fxtaskvine\n"
+    spec = analyze([_proc(tmp_path, body)], python=fixture_venv.python)
+    assert spec.complete, spec.errors
+    assert {"fx-toolz", "fx-psutil", "fx-lazy-importer", "fx-unused", "fx-dask"} <= _names(spec)
+    warned = " ".join(spec.warnings)
+    for module in ("fx_absent_snappy", "OpenSSL", "fx_absent_cvine_ext", "fxdask._task_spec"):
+        assert f"optional import '{module}' is not installed" in warned

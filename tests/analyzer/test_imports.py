@@ -11,12 +11,14 @@ import sys
 import textwrap
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from envpack.analyzer.imports import ImportGraph, find_imports
 from envpack.analyzer.interpreter import Target, probe
 from envpack.errors import UsageError
+from tests.conftest import FixtureVenv
 
 
 def make_target(
@@ -714,3 +716,239 @@ def test_does_not_execute_analyzed_code(tmp_path: Path, site: Path) -> None:
     analyze(tmp_path / "proc.py", make_target(site), tmp_path)
     assert not marker.exists()
     assert "evil" not in sys.modules
+
+
+# -- no dead ends: real-world patterns, each a fixture package installed in the fixture venv ---
+
+
+def _graph(tmp_path: Path, fixture_venv: FixtureVenv, body: str, **kw: Any) -> ImportGraph:
+    proc = tmp_path / "proc.py"
+    proc.write_text(textwrap.dedent(body).lstrip("\n"))
+    kw.setdefault("target", probe(fixture_venv.python))
+    return find_imports([proc], kw.pop("target"), cache_dir=tmp_path / "cache", **kw)
+
+
+def _optional(g: ImportGraph) -> dict[str, bool]:
+    return {m.module: m.optional for m in g.missing if not m.site.startswith(_STDLIB)}
+
+
+_STDLIB = probe().interpreter.stdlib
+
+
+def test_contextlib_suppress_import_error_is_optional(
+    tmp_path: Path, fixture_venv: FixtureVenv
+) -> None:
+    # A validator library imports 8 optional modules this way; under every alias of suppress.
+    g = _graph(
+        tmp_path,
+        fixture_venv,
+        """
+        import fxvalidators
+        from contextlib import suppress
+        with suppress(ImportError):
+            import fx_absent_local_accel
+        """,
+    )
+    assert _optional(g) == {
+        "fx_absent_email": True,  # contextlib.suppress(ImportError)
+        "fx_absent_idna": True,  # suppress(ImportError, OSError)
+        "fx_absent_phone": True,  # suppress(ModuleNotFoundError)
+        "fx_absent_iban": True,  # import contextlib as cl; cl.suppress(...)
+        "fx_absent_card": True,  # from contextlib import suppress as ignored; ignored(Exception)
+        "fx_absent_local_accel": True,  # in the user's own code too
+    }
+    assert "fxensured" in g.modules  # what is installed is followed as usual
+    assert any("fx_absent_local_accel" in w and "proc.py:4" in w for w in g.warnings)
+    # suppress() of another exception, or of none, does not guard an import.
+    strict = _graph(tmp_path, fixture_venv, "import fxvalidators.strict\n")
+    assert sorted(m.module for m in strict.errors) == ["fx_absent_nothing", "fx_absent_really"]
+
+
+@pytest.mark.parametrize(
+    ("platform", "chosen"),
+    [("linux", "_pslinux"), ("win32", "_pswindows"), ("darwin", "_psosx"), ("freebsd14", "_psbsd")],
+)
+def test_platform_flags_imported_from_a_sibling_module(
+    tmp_path: Path, fixture_venv: FixtureVenv, platform: str, chosen: str
+) -> None:
+    # psutil: ``from ._common import WINDOWS`` then ``elif WINDOWS:``; also ``_common.MACOS``
+    # and ``BSD = FREEBSD or OPENBSD or NETBSD`` in the sibling.
+    base = probe(fixture_venv.python)
+    target = replace(base, interpreter=replace(base.interpreter, platform=platform))
+    g = _graph(tmp_path, fixture_venv, "import fxpsutil\n", target=target)
+    platform_modules = {n for n in g.modules if n.startswith("fxpsutil._ps")}
+    assert platform_modules == {f"fxpsutil.{chosen}"}
+    if platform == "linux":
+        assert "fxpsutil._fxpsutil_linux" in g.modules and not _optional(g)
+    else:
+        # A Linux wheel lacks the other platforms' extension: for that target, an error.
+        assert [m.module for m in g.errors] == [f"fxpsutil._fxpsutil_{chosen[3:]}"]
+
+
+def test_toolz_tlz_import_hook_and_distributed_suppress(
+    tmp_path: Path, fixture_venv: FixtureVenv
+) -> None:
+    # dask and distributed import tlz.curried, tlz.functoolz: modules that toolz's meta-path
+    # hook (tlz._build_tlz) makes from toolz.X; and distributed's optional snappy.
+    g = _graph(tmp_path, fixture_venv, "import fxdistributed\n")
+    assert {"tlz", "tlz._build_tlz", "toolz.curried", "toolz.curried.operator"} <= set(g.modules)
+    assert {"toolz.functoolz", "fxpsutil._pslinux"} <= set(g.modules)
+    assert _optional(g) == {"fx_absent_snappy": True}
+    assert not g.errors
+
+
+def test_run_time_condition_in_third_party_code_warns(
+    tmp_path: Path, fixture_venv: FixtureVenv
+) -> None:
+    # requests: ``if not HAS_SNI: from urllib3.contrib import pyopenssl``, whose module needs
+    # pyOpenSSL (not installed): the walk follows it, but its failure cannot be an error.
+    g = _graph(tmp_path, fixture_venv, "import fxrequests\n")
+    assert "fxurllib3.contrib.pyopenssl" in g.modules
+    assert _optional(g) == {"OpenSSL": True, "fx_absent_cryptography": True}
+    opener = next(m for m in g.missing if m.module == "OpenSSL")
+    assert "fxurllib3.contrib.pyopenssl itself is imported only where" in opener.reason
+
+
+def test_function_called_at_top_level_of_another_module(
+    tmp_path: Path, fixture_venv: FixtureVenv
+) -> None:
+    # importlib_metadata 10.x: ``with lazy_importer():`` at module level, lazy_importer imported
+    # from compat.py314, where it is ``nothing if PY315 else backport`` and backport() does
+    # ``from lazy_importer import lazy_importer``. Also through ``import … as deferred``.
+    g = _graph(tmp_path, fixture_venv, "import fxmetadata\n")
+    assert "fxlazyimporter" in g.modules
+    assert g.modules["fxlazyimporter"].site.endswith("fxmetadata/compat/py314.py:16")
+    assert not [c for c in g.lazy if c.module == "fxlazyimporter"]
+    assert {"csv", "locale", "fxmetadata._adapters"} <= set(g.modules)
+    assert not g.errors
+
+
+def test_except_import_error_fallback_when_the_body_may_fail(
+    tmp_path: Path, fixture_venv: FixtureVenv
+) -> None:
+    # ndcctools.taskvine: ``try: import dask; if too old: raise ImportError; from
+    # .dask_executor import DaskVine / except ImportError: from .compat import DaskVine``; and a
+    # ``try: from ._cvine import Queue`` whose module imports what is not installed.
+    g = _graph(tmp_path, fixture_venv, "import fxtaskvine\n")
+    assert {"fxdask", "fxtaskvine.dask_executor"} <= set(g.modules)  # the first branch, shipped
+    assert {"fxtaskvine.compat.dask_executor", "fxunused"} <= set(g.modules)  # may raise
+    assert {"fxtaskvine._cvine", "fxtaskvine._purequeue", "fxlazy"} <= set(g.modules)  # fails
+    # What fails inside the first branch is caught by the importer: warnings, not errors (a
+    # handler that re-raises, ``except ModuleNotFoundError: print(…); raise``, guards nothing).
+    assert _optional(g) == {"fxdask._task_spec": True, "fx_absent_cvine_ext": True}
+
+
+def test_unreached_local_functions_make_missing_imports_warnings(
+    tmp_path: Path, site: Path
+) -> None:
+    write(
+        tmp_path,
+        {
+            "proc.py": """
+                import helpers
+                from helpers import make_cluster
+                from registry import register
+
+                class Processor(ProcessorABC):
+                    def process(self, events):
+                        if events.get("debug"):
+                            import fx_debug_dep     # a run-time branch of process(): error
+                        return self.accumulate(events)
+
+                    def accumulate(self, events):
+                        return helpers.scale(events)
+
+                def get_client():
+                    from fx_cluster import Client   # only start() calls it: a warning
+                    return Client()
+
+                def start():
+                    return get_client()
+
+                def main():
+                    import fx_cli                   # only __main__ calls it: a warning
+
+                def orphan():
+                    import fx_orphan                # nothing calls it: a warning
+
+                @register
+                def task():
+                    import fx_task_dep              # a decorator may call it: error
+
+                if __name__ == "__main__":
+                    main()
+                """,
+            "helpers.py": """
+                def scale(x):
+                    return _inner(x)
+
+                def _inner(x):
+                    import fx_scale_dep   # process -> accumulate -> helpers.scale -> _inner
+                    return x
+
+                def make_cluster():
+                    import fx_cluster_helper   # imported by proc, never called: a warning
+
+                def at_import():
+                    import fx_top_dep          # called at helpers' top level: error
+
+                at_import()
+                """,
+            "registry.py": "def register(f):\n    return f\n",
+        },
+    )
+    g = analyze(tmp_path / "proc.py", make_target(site), tmp_path)
+    assert sorted(m.module for m in g.errors) == [
+        "fx_debug_dep",
+        "fx_scale_dep",
+        "fx_task_dep",
+        "fx_top_dep",
+    ]
+    warned = {m.module: (m.function, m.reason) for m in g.missing if m.optional}
+    assert warned["fx_cluster"] == (
+        "get_client",
+        "in get_client(), which the worker never runs: it is called only from start(), "
+        "which never run either",
+    )
+    assert warned["fx_orphan"][1].endswith(
+        "nothing calls it (not the processor's methods, the classes defined in proc.py, "
+        "nor any module's top level)"
+    )
+    assert warned["fx_cluster_helper"][0] == "make_cluster"
+    proc = tmp_path / "proc.py"
+    assert any(w.startswith(f"{proc}:15: optional import 'fx_cluster'") for w in g.warnings)
+    assert warned["fx_cli"][1].endswith('called only under if __name__ == "__main__":')
+
+
+def test_exclude_is_never_followed_and_lists_its_sites(tmp_path: Path, site: Path) -> None:
+    write(site, {"cluster/__init__.py": "import cluster.sub\n", "cluster/sub.py": ""})
+    write(
+        tmp_path,
+        {
+            "proc.py": """
+                import cluster
+                from distributed import Client
+                import distributed.deploy
+                try:
+                    import fast_excluded
+                except ImportError:
+                    import fallback_mod
+                """,
+            "fallback_mod.py": "",
+        },
+    )
+    g = analyze(
+        tmp_path / "proc.py",
+        make_target(site),
+        tmp_path,
+        exclude=["cluster", "distributed", "fast_excluded"],
+    )
+    assert not {"cluster", "cluster.sub", "distributed"} & set(g.modules)
+    assert "fallback_mod" in g.modules  # an excluded import fails on the worker
+    assert not g.missing
+    sites = {e.module: [s.rsplit("/", 1)[1] for s in e.sites] for e in g.excluded}
+    assert sites == {
+        "cluster": ["proc.py:1"],
+        "distributed": ["proc.py:2", "proc.py:3"],
+        "fast_excluded": ["proc.py:5"],
+    }

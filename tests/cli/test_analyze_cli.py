@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from envpack.spec import SCHEMA
 from tests.analyzer.test_notebook import make_notebook
 from tests.conftest import BareVenv, FixtureVenv
 
@@ -35,7 +36,7 @@ def test_writes_spec_and_summary(fixture_venv: FixtureVenv, proc: Path) -> None:
     assert "PyYAML" in res.stdout
     assert "Lazy imports not shipped" in res.stdout
     spec = json.loads((proc.parent / "envpack.json").read_text())
-    assert spec["schema"] == 1
+    assert spec["schema"] == SCHEMA
 
 
 def test_json_to_stdout_validates_and_is_stable(fixture_venv: FixtureVenv, proc: Path) -> None:
@@ -178,3 +179,20 @@ def test_notebook_options_are_refused_elsewhere(proc: Path) -> None:
     res = run(nb, proc, cwd=proc.parent)
     assert res.returncode == 2
     assert "give one notebook alone" in res.stderr
+
+
+def test_exclude_on_the_command_line(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
+    proc = tmp_path / "proc.py"
+    proc.write_text("import fxcore\nimport distributed\n")
+    res = run(proc, "--python", fixture_venv.python, cwd=tmp_path)
+    assert res.returncode == 1
+    assert "--exclude distributed (or [tool.envpack] exclude)" in res.stderr
+    res = run(proc, "--python", fixture_venv.python, "--exclude", "distributed", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Excluded distributed (by cli): 1 import sites" in res.stdout
+    spec = json.loads((tmp_path / "envpack.json").read_text())
+    assert spec["excluded"] == [{"by": ["cli"], "module": "distributed", "sites": [f"{proc}:2"]}]
+    why = run(proc, "--python", fixture_venv.python, "--exclude", "distributed", "--why",
+              "distributed", cwd=tmp_path)  # fmt: skip
+    assert "distributed is excluded (by cli); imported at:" in why.stdout
+    assert f"{proc}:2" in why.stdout

@@ -151,21 +151,20 @@ def test_verify_catches_tampering(tarball: Path, tmp_path: Path) -> None:
 
 
 def test_verify_reports_failed_import(project: Project, tmp_path: Path) -> None:
-    dist = project.spec.distributions[0]
-    spec = replace(
-        project.spec,
-        distributions=(
-            replace(dist, modules=(*dist.modules, "no_such_module")),
-            *project.spec.distributions[1:],
-        ),
-    )
+    # fxcli imports on the build interpreter but is not shipped (fx-cli left out): a failure.
+    # no_such_module fails on the build interpreter too: a note (see tests/cli/test_verify.py).
+    dists = {d.name: d for d in project.spec.distributions}
+    yaml = replace(dists["PyYAML"], modules=(*dists["PyYAML"].modules, "no_such_module", "fxcli"))
+    spec = replace(project.spec, distributions=(yaml, dists["fx-native"]))
     path = tmp_path / "spec.json"
     spec.write(path)
     built = invoke("build", str(path), "-o", str(tmp_path), "--level", "1")
     tar = built.stdout.strip().splitlines()[-1]
     result = invoke("verify", tar)
     assert result.exit_code == 1
-    assert "import no_such_module: ModuleNotFoundError" in result.output
+    assert "FAIL import fxcli: ModuleNotFoundError" in result.output
+    assert "FAIL import no_such_module" not in result.output
+    assert "note: import no_such_module fails on the build interpreter too" in result.output
     assert isinstance(spec.distributions[0], Distribution)
 
 
@@ -197,3 +196,35 @@ def test_build_takes_a_notebook(tmp_path: Path) -> None:
     result = invoke("build", str(nb), "-o", str(tmp_path / "out"), "--level", "1")
     assert result.exit_code == 0, result.output  # the client, not installed here, stays home
     assert Path(result.stdout.strip().splitlines()[-1]).name.startswith("envpack-")
+
+
+def test_build_of_processor_files_with_exclude(tmp_path: Path) -> None:
+    # `envpack build PROC.py` analyzes on the way: a missing import refuses the build, with
+    # how to resolve it; --exclude resolves it, and the Spec inside says so.
+    proc = tmp_path / "proc.py"
+    proc.write_text("import json\n\n\ndef submit():\n    import fx_cluster_zz\n\n\nsubmit()\n")
+    refused = invoke("build", str(proc), "-o", str(tmp_path / "out"))
+    assert refused.exit_code == 2
+    assert f"{proc}:5: cannot import 'fx_cluster_zz'" in refused.output
+    assert "--exclude fx_cluster_zz (or [tool.envpack] exclude)" in refused.output
+    built = invoke(
+        "build",
+        str(proc),
+        "--exclude",
+        "fx_cluster_zz",
+        "-o",
+        str(tmp_path / "out"),
+        "--level",
+        "1",
+    )
+    assert built.exit_code == 0, built.output
+    with tarfile.open(built.stdout.strip().splitlines()[-1]) as tar:
+        member = tar.extractfile(".envpack/spec.json")
+        assert member is not None
+        spec = json.loads(member.read())
+    assert spec["excluded"] == [{"by": ["cli"], "module": "fx_cluster_zz", "sites": [f"{proc}:5"]}]
+    spec_file = tmp_path / "envpack.json"
+    spec_file.write_text(json.dumps(spec))
+    misuse = invoke("build", str(spec_file), "--exclude", "x", "-o", str(tmp_path / "out"))
+    assert misuse.exit_code == 2
+    assert "--exclude is for analyzing PROC.py files" in misuse.output
