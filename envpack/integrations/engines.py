@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -176,87 +176,6 @@ def write_shim(directory: Path, engines: Engines, imports: Iterable[str]) -> Pat
     return shim
 
 
-# --- what the analyzer does not get right yet in these engines' own code ---------------------
-
-
-@dataclass(frozen=True)
-class AnalyzerGap:
-    """A false "cannot import" the analyzer reports in an engine's third-party code.
-
-    Issue 8 fixes these in the analyzer; until then they would stop every engine environment
-    from building. Each is matched exactly (the importing file's path tail and the module), and
-    a test fails once the analyzer stops reporting one, so this list only shrinks.
-    """
-
-    file: str  # tail of the importing file's path
-    module: str  # the module reported missing (a prefix: "tlz." covers tlz.curried, ...)
-    why: str
-
-
-ANALYZER_GAPS: tuple[AnalyzerGap, ...] = (
-    AnalyzerGap(
-        "dask/tokenize.py",
-        "tlz.",
-        "toolz's tlz package makes its submodules through an import hook; toolz ships whole",
-    ),
-    AnalyzerGap("dask/layers.py", "tlz.", "as dask/tokenize.py"),
-    AnalyzerGap(
-        "psutil/_pswindows.py",
-        "psutil._psutil_windows",
-        "under psutil's `elif WINDOWS:`, a flag imported from psutil._common",
-    ),
-    AnalyzerGap(
-        "distributed/protocol/compression.py",
-        "",
-        "snappy, lz4, zstandard: each under `with suppress(ImportError):`",
-    ),
-    AnalyzerGap(
-        "urllib3/contrib/pyopenssl.py",
-        "",
-        "OpenSSL, cryptography: reached from requests only `if not HAS_SNI`, false on Python 3",
-    ),
-    AnalyzerGap(
-        "ndcctools/taskvine/dask_dag.py",
-        "dask",
-        "imported from ndcctools.taskvine's `try: import dask ... except ImportError:` body, "
-        "after `import dask` has already failed when dask is absent",
-    ),
-)
-
-GAP_HINTS: Mapping[str, tuple[str, ...]] = {
-    # importlib_metadata 10 runs `with lazy_importer():` at its top level, through a function
-    # imported from its compat module; the analyzer lists that import as lazy (issue 8).
-    "importlib_metadata": ("lazy_importer",),
-}
-
-_ERROR = re.compile(r"^(?P<file>.+?):\d+: cannot import '(?P<module>[^']+)'")
-
-
-def gap_of(error: str) -> AnalyzerGap | None:
-    """The known analyzer gap ``error`` is, if any."""
-    m = _ERROR.match(error)
-    if m is None:
-        return None
-    file, module = m["file"], m["module"]
-    for gap in ANALYZER_GAPS:
-        if file.endswith("/" + gap.file) and module.startswith(gap.module):
-            return gap
-    return None
-
-
-def without_gaps(spec: Spec) -> Spec:
-    """``spec`` with the known analyzer gaps moved from its errors to its warnings."""
-    errors: list[str] = []
-    warnings = list(spec.warnings)
-    for error in spec.errors:
-        gap = gap_of(error)
-        if gap is None:
-            errors.append(error)
-        else:
-            warnings.append(f"{error} [not needed at run time: {gap.why}]")
-    return replace(spec, errors=tuple(errors), warnings=tuple(warnings))
-
-
 def analyze_for(
     engines: Engines,
     sources: Sequence[str | os.PathLike[str]],
@@ -273,13 +192,9 @@ def analyze_for(
 
     rows = worker_imports(engines) if imports is None else tuple(imports)
     shim = write_shim(Path(shim_dir), engines, rows)
-    merged: dict[str, list[str]] = {k: list(v) for k, v in GAP_HINTS.items()}
-    for k, v in (hints or {}).items():
-        merged.setdefault(k, []).extend(v)
-    spec = analyze(
-        [*map(Path, sources), shim], include_lazy=include_lazy, hints=merged, python=python
+    return analyze(
+        [*map(Path, sources), shim], include_lazy=include_lazy, hints=hints, python=python
     )
-    return without_gaps(spec)
 
 
 def environment_for(
@@ -315,17 +230,13 @@ def environment_for(
 
 
 __all__ = [
-    "ANALYZER_GAPS",
     "ENGINES",
-    "AnalyzerGap",
     "Engine",
     "Engines",
     "WorkerImport",
     "analyze_for",
     "engine",
     "environment_for",
-    "gap_of",
-    "without_gaps",
     "worker_imports",
     "write_shim",
 ]

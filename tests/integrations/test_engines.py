@@ -17,10 +17,8 @@ import pytest
 
 from envpack.errors import UsageError
 from envpack.integrations.engines import (
-    ANALYZER_GAPS,
     ENGINES,
     engine,
-    gap_of,
     worker_imports,
     write_shim,
 )
@@ -39,14 +37,6 @@ def test_an_engine_extends_the_ones_it_is_built_on() -> None:
 def test_an_unknown_engine_names_the_known_ones() -> None:
     with pytest.raises(UsageError, match="known: dask-worker, daskvine"):
         engine("dask")
-
-
-def test_a_gap_matches_its_file_and_module_only() -> None:
-    err = "/x/site-packages/dask/tokenize.py:21: cannot import 'tlz.functoolz': not installed"
-    gap = gap_of(err)
-    assert gap is not None and gap.module == "tlz."
-    assert gap_of(err.replace("tlz.functoolz", "numpy")) is None
-    assert gap_of(err.replace("dask/tokenize.py", "mydask/tokenize.py")) is None
 
 
 # (engine, row, scenario, what the real worker says without that row)
@@ -99,25 +89,26 @@ def test_each_row_is_needed_on_the_real_engine(
     assert message in _failures(raw) + log, (raw, log[-3000:])
 
 
-def test_every_analyzer_gap_is_still_reported(engine_venv: EngineVenv, tmp_path: Path) -> None:
-    """The gaps are a stopgap for issue 8: each must still be what the analyzer reports for
-    these engines' code, or it goes (this fails, naming it, once the analyzer is fixed)."""
+def test_every_engines_worker_side_analyzes_without_false_errors(
+    engine_venv: EngineVenv, tmp_path: Path
+) -> None:
+    """Issue 8's real cases, on the real dask, distributed, parsl and ndcctools: toolz's tlz
+    import hook, psutil's `elif WINDOWS:` flag from a sibling module, distributed's `with
+    suppress(ImportError):`, urllib3's `if not HAS_SNI` branch, importlib_metadata's
+    cross-module `with lazy_importer():`, ndcctools.taskvine's dask module without dask: no
+    error, with no hint or exclusion given."""
     from envpack.analyzer.api import analyze
 
     every = sorted({m for name in ENGINES for m in worker_imports(name)})
     shim = write_shim(tmp_path / "all", "all", every)
-    errors = list(analyze([shim], python=engine_venv.python).errors)
-    # with them set aside, every engine's worker side analyzes cleanly
-    assert [e for e in errors if gap_of(e) is None] == []
-    # ndcctools.taskvine's dask_dag gap shows only where dask is not installed at all
+    assert list(analyze([shim], python=engine_venv.python).errors) == []
+    # ndcctools.taskvine without dask installed at all: its dask module, imported from a `try:
+    # import dask ... except ImportError:` body, is not an error (what else this bare venv
+    # lacks, packaging or cloudpickle, really is missing)
     bare = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
     site = next((bare / "lib").glob("python3*/site-packages"))
     (site / "cctools.pth").write_text(f"{engine_venv.cctools.site_packages}\n")
     utils = write_shim(tmp_path / "utils", "utils", ["ndcctools.taskvine.utils"])
-    errors += analyze([utils], python=bare / "bin" / "python").errors
-    matched = {gap_of(e) for e in errors} - {None}
-    stale = [g for g in ANALYZER_GAPS if g not in matched]
-    assert not stale, (
-        f"the analyzer no longer reports these; remove them from ANALYZER_GAPS: {stale}"
-    )
+    bare_errors = analyze([utils], python=bare / "bin" / "python").errors
+    assert [e for e in bare_errors if "cannot import 'dask" in e] == [], bare_errors
