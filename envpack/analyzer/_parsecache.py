@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from envpack import _cachefile
-from envpack.analyzer._sites import IMPORT, NO_FACTS, Site, Summary, summarize
+from envpack.analyzer._sites import IMPORT, NO_FACTS, Site, Summary, call_graph, summarize
 
 # Bump when the summary format or the extraction rules change.
 FORMAT = 7
@@ -44,6 +44,17 @@ class ParseCache:
         loaded = _cachefile.load(self.file)
         if isinstance(loaded, dict):
             self.entries = loaded
+        # Third-party call graphs, for the few modules whose functions others call at import.
+        self.graph_file = (
+            None
+            if self.file is None
+            else self.file.with_name(self.file.name.replace("imports-", "callgraphs-"))
+        )
+        self.graphs: dict[str, tuple[int, int, dict[str, tuple[str, ...]]]] = {}
+        self.graphs_dirty = False
+        graphs = _cachefile.load(self.graph_file)
+        if isinstance(graphs, dict):
+            self.graphs = graphs
 
     def get(self, path: str, local: bool) -> tuple[Summary | None, tuple[int, int]]:
         try:
@@ -64,7 +75,23 @@ class ParseCache:
         self.entries[path] = (key[0], key[1], local, summary)
         self.dirty = True
 
+    def call_graph(self, path: str) -> dict[str, tuple[str, ...]]:
+        """``_sites.call_graph`` of the file at ``path``, reused while it is unchanged."""
+        try:
+            st = os.stat(path)
+            entry = self.graphs.get(path)
+            if entry is not None and (entry[0], entry[1]) == (st.st_mtime_ns, st.st_size):
+                return entry[2]
+            graph = call_graph(Path(path).read_bytes(), path)
+        except OSError:
+            return {}
+        self.graphs[path] = (st.st_mtime_ns, st.st_size, graph)
+        self.graphs_dirty = True
+        return graph
+
     def save(self) -> None:
+        if self.graphs_dirty and _cachefile.save(self.graph_file, self.graphs):
+            self.graphs_dirty = False
         if self.file is None or not self.dirty:
             return
         entries = self.entries

@@ -40,7 +40,7 @@ from envpack._cachefile import cache_dir as default_cache_dir
 from envpack.analyzer import data as _data
 from envpack.analyzer import hints as _hints
 from envpack.analyzer._parsecache import ParseCache, Parser
-from envpack.analyzer._sites import DYNAMIC, FROM, MAIN_UNIT, Refs, Site, Summary, call_graph
+from envpack.analyzer._sites import DYNAMIC, FROM, MAIN_UNIT, Refs, Site, Summary
 from envpack.analyzer.conditions import Cond, Evaluator
 from envpack.analyzer.data import DataFile, DataWarning
 from envpack.analyzer.interpreter import Target
@@ -271,7 +271,6 @@ class _Finder(modulefinder.ModuleFinder):
         self.incoming: set[str] = set()
         self.pending_calls: dict[str, list[tuple[str, bool, bool]]] = {}
         self.expanded_calls: set[tuple[str, str, bool, bool]] = set()
-        self.call_graphs: dict[str, dict[str, tuple[str, ...]]] = {}
         # (module, try group) -> (what its body imports, the fallback's sites, fails to use):
         # fallbacks not taken because the body resolves, taken if a failure hides behind it.
         self.fallbacks: dict[tuple[str, int], tuple[set[str], list[Site], dict[int, bool | None]]]
@@ -643,13 +642,9 @@ class _Finder(modulefinder.ModuleFinder):
         if with_:
             dunders += ("__enter__", "__exit__")
         stack = [member, *(f"{member}.{d}" for d in dunders)]
-        graph = self.call_graphs.get(name)
-        if graph is None:
-            try:
-                source = Path(m.__file__).read_bytes()
-            except OSError:
-                source = b""
-            graph = self.call_graphs[name] = call_graph(source, m.__file__)
+        if not any(site[5] for site in summary[0]):
+            return  # no function of the module imports anything
+        graph = self.parser.cache.call_graph(m.__file__)
         closure: set[str] = set()
         while stack:
             unit = stack.pop()
