@@ -671,9 +671,14 @@ class _Finder(modulefinder.ModuleFinder):
                 closure.add(unit)
                 for mentioned in graph.get(unit, ()):
                     stack.extend(aliases.get(mentioned, (mentioned,)))
-        chosen = [site for site in summary[0] if site[5] in closure]
-        if chosen:
-            self._sites(m, chosen, {}, forced=True, optional_all=optional)
+        # What the called function itself imports runs for sure; what the name-based call
+        # graph adds beyond it may not (a name mentioned is not a call made): a missing import
+        # there is a warning, as third-party code's undecidable conditions are.
+        direct = {member, *(f"{member}.{d}" for d in dunders)}
+        for units, opt in ((direct, optional), (closure - direct, True)):
+            chosen = [site for site in summary[0] if site[5] in units]
+            if chosen:
+                self._sites(m, chosen, {}, forced=True, optional_all=opt)
 
     def _after_scan(self, name: str) -> None:
         m = self.modules[name]
