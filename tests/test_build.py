@@ -29,7 +29,7 @@ from envpack.collect import collect
 from envpack.errors import BuildError, SpecError
 from envpack.layout import MANIFEST, SUMMARY
 from envpack.relocate import runpath_of
-from envpack.spec import Distribution, LocalFile, NativeLib, Spec, StdlibModule
+from envpack.spec import SCHEMA, Distribution, LocalFile, NativeLib, Spec, StdlibModule
 from tests.wheels import build_wheel
 
 PYYAML = "PyYAML==6.0.2"
@@ -424,8 +424,8 @@ def test_newer_schema_is_refused(project: Project, tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="newer"):
         build(replace(project.spec, schema=99), tmp_path)
     raw = json.loads(project.spec.to_json())
-    raw["schema"] = 2
-    with pytest.raises(SpecError, match="schema 2 is newer"):
+    raw["schema"] = SCHEMA + 1
+    with pytest.raises(SpecError, match=f"schema {SCHEMA + 1} is newer"):
         Spec.from_json(json.dumps(raw))
 
 
