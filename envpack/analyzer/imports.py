@@ -811,6 +811,8 @@ class _Finder(modulefinder.ModuleFinder):
     def _edge(self, importer: str, name: str, optional: bool, function: str) -> None:
         """``importer`` imports ``name`` (and so its parent packages)."""
         edges = self.edges.setdefault(importer, set())
+        if (name, optional, function) in edges:
+            return  # and so are its parents
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             target = ".".join(parts[:i])
