@@ -22,7 +22,7 @@ from envpack import _cachefile
 from envpack.analyzer._sites import IMPORT, NO_FACTS, Site, Summary, call_graph, summarize
 
 # Bump when the summary format or the extraction rules change.
-FORMAT = 7
+FORMAT = 8
 _MAX_ENTRIES = 200_000
 _POOL_THRESHOLD = 32  # below this many parses a process pool costs more than it saves
 
@@ -75,14 +75,15 @@ class ParseCache:
         self.entries[path] = (key[0], key[1], local, summary)
         self.dirty = True
 
-    def call_graph(self, path: str) -> dict[str, tuple[str, ...]]:
+    def call_graph(self, path: str, summary: Summary) -> dict[str, tuple[str, ...]]:
         """``_sites.call_graph`` of the file at ``path``, reused while it is unchanged."""
         try:
             st = os.stat(path)
             entry = self.graphs.get(path)
             if entry is not None and (entry[0], entry[1]) == (st.st_mtime_ns, st.st_size):
                 return entry[2]
-            graph = call_graph(Path(path).read_bytes(), path)
+            facts = summary[5]
+            graph = call_graph(Path(path).read_bytes(), facts[6], facts[2])
         except OSError:
             return {}
         self.graphs[path] = (st.st_mtime_ns, st.st_size, graph)

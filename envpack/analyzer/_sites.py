@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import bisect
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from envpack.analyzer import data as _data
@@ -53,6 +54,8 @@ Facts = tuple[
     # ``if __name__ == "__main__":``); third-party code: none (see call_graph())
     dict[str, Refs],
     tuple[int, ...],  # try groups whose body may raise ImportError itself (``raise``)
+    # third-party code with function-level sites: its functions' spans (unit, first, last line)
+    tuple[tuple[str, int, int], ...],
 ]
 Summary = tuple[
     tuple[Site, ...],
@@ -63,7 +66,7 @@ Summary = tuple[
     Facts,
 ]
 
-NO_FACTS: Facts = ({}, {}, {}, (), {}, ())
+NO_FACTS: Facts = ({}, {}, {}, (), {}, (), ())
 MAIN_UNIT = "<main>"
 
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
@@ -242,6 +245,7 @@ class _Extractor:
 
     def facts(self) -> Facts:
         units = {k: (tuple(sorted(n)), tuple(sorted(a))) for k, (n, a) in self.refs.items()}
+        lazy_sites = not self.local and any(site[5] for site in self.sites)
         return (
             self.conds,
             self.binds,
@@ -249,6 +253,7 @@ class _Extractor:
             tuple(self.calls),
             units,
             tuple(self.raising),
+            tuple(_unit_spans(self.tree)) if lazy_sites else (),
         )
 
     # -- statements ---------------------------------------------------------------------------
@@ -531,22 +536,15 @@ def _span_has(lines: list[int], node: ast.AST) -> bool:
     return i < len(lines) and lines[i] <= end
 
 
-def call_graph(source: bytes, filename: str) -> dict[str, tuple[str, ...]]:
+def call_graph(
+    source: bytes, spans: tuple[tuple[str, int, int], ...], aliases: Iterable[str]
+) -> dict[str, tuple[str, ...]]:
     """Third-party code: the module's functions ("f", "C.m") -> its functions their lines name.
 
-    Computed only for the few modules a caller elsewhere runs a function of at import time
-    (not in the cached summary, which every file pays for).
+    ``spans`` and ``aliases`` come from the module's facts. Computed only for the few modules
+    a caller elsewhere runs a function of at import time, not for every file summarized.
     """
-    try:
-        tree = ast.parse(source, filename)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return {}
-    names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name) and _alias_names(node.value):
-                names.add(target.id)
+    names = {unit for unit, _, _ in spans if "." not in unit} | set(aliases)
     if not names:
         return {}
     pattern = re.compile(rb"\b(?:" + b"|".join(re.escape(n.encode()) for n in names) + rb")\b")
@@ -557,7 +555,7 @@ def call_graph(source: bytes, filename: str) -> dict[str, tuple[str, ...]]:
         pos = m.start()
         mentions.append((line, m.group().decode()))
     graph: dict[str, tuple[str, ...]] = {}
-    for unit, start, end in _unit_spans(tree):
+    for unit, start, end in spans:
         i = bisect.bisect_left(mentions, (start, ""))
         named: set[str] = set()
         while i < len(mentions) and mentions[i][0] <= end:

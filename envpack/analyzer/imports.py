@@ -633,18 +633,26 @@ class _Finder(modulefinder.ModuleFinder):
             for alias in aliases[member]:
                 self._expand_call(name, alias, optional, with_, hops + 1)
             return
-        for module, level, attr in binds.get(member, ()):  # a re-export
-            base = self._absolute(m, module, level, None, ()) if level else module
-            if base and attr:
-                self._call(base, attr, optional, with_, hops + 1)
+        head, _, rest = member.partition(".")
+        if head in binds:  # a re-export (``from .core.decorators import njit``)
+            for module, level, attr in binds[head]:
+                base = self._absolute(m, module, level, None, ()) if level else module
+                path = ".".join(p for p in (attr, rest) if p)
+                if base and path:
+                    self._call(base, path, optional, with_, hops + 1)
+            return
+        if rest.count(".") > 0:
+            return  # deeper than Class.method: an attribute of some object
         # A class runs its constructor, and as a context manager its __enter__/__exit__.
         dunders: tuple[str, ...] = ("__init__", "__new__", "__post_init__")
         if with_:
             dunders += ("__enter__", "__exit__")
         stack = [member, *(f"{member}.{d}" for d in dunders)]
-        if not any(site[5] for site in summary[0]):
+        importing = {site[5] for site in summary[0] if site[5]}
+        if not importing:
             return  # no function of the module imports anything
-        graph = self.parser.cache.call_graph(m.__file__)
+        # What the functions call matters only if some importing function is not called yet.
+        graph = {} if importing <= set(stack) else self.parser.cache.call_graph(m.__file__, summary)
         closure: set[str] = set()
         while stack:
             unit = stack.pop()
@@ -792,6 +800,8 @@ class _Finder(modulefinder.ModuleFinder):
     def _edge(self, importer: str, name: str, optional: bool, function: str) -> None:
         """``importer`` imports ``name`` (and so its parent packages)."""
         edges = self.edges.setdefault(importer, set())
+        if (name, optional, function) in edges:
+            return  # and so are its parents
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             target = ".".join(parts[:i])
