@@ -30,6 +30,7 @@ from typing import Any
 
 from envpack.analyzer import data as _data
 from envpack.analyzer.conditions import UNKNOWN, Cond, Guard, condition, never_runs
+from envpack.analyzer.conditions import callee as _callee
 from envpack.analyzer.conditions import dotted as _dotted
 from envpack.analyzer.conditions import str_seq as _str_seq
 
@@ -624,12 +625,3 @@ def _catches_import_error(node: ast.expr | None) -> bool:
         return any(_catches_import_error(e) for e in node.elts)
     name = _dotted(node)
     return name is not None and name.rsplit(".", 1)[-1] in _IMPORT_ERRORS
-
-
-def _callee(node: ast.Call) -> str:
-    func = node.func
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return ""

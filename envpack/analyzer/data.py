@@ -29,6 +29,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from envpack.analyzer.conditions import callee as _callee
+from envpack.analyzer.conditions import const_str as _str
+from envpack.analyzer.conditions import dotted as _dotted
 from envpack.errors import UsageError
 
 Expr = tuple[Any, ...]
@@ -535,32 +538,6 @@ def _numeric(node: ast.BinOp) -> bool:
         isinstance(n, ast.Constant) and isinstance(n.value, int | float)
         for n in (node.left, node.right)
     )
-
-
-def _dotted(node: ast.AST) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return ".".join(reversed(parts))
-
-
-def _callee(node: ast.Call) -> str:
-    func = node.func
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return ""
-
-
-def _str(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    return None
 
 
 # -- values ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from envpack.analyzer.conditions import dotted as _dotted
 from envpack.analyzer.objects import relabel
 from envpack.errors import UsageError
 
@@ -366,15 +367,6 @@ def _imports(node: ast.stmt) -> Iterator[tuple[str, int]]:
 
 def _is_future(node: ast.stmt) -> bool:
     return isinstance(node, ast.ImportFrom) and node.module == "__future__"
-
-
-def _dotted(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
-        return f"{head}.{node.attr}" if head else None
-    return None
 
 
 def _shipped_modules(spec: Spec) -> Callable[[str], bool]:
