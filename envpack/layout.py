@@ -257,6 +257,16 @@ def parse_index(data: bytes) -> Index:
     return Index(tuple(layers), trailer)
 
 
+def head_file(env_hash: str, suffix: str) -> str:
+    """Split form: the file holding the head and trailer pieces (a tarball of `.envpack/`)."""
+    return f"envpack-{env_hash}.head{suffix}"
+
+
+def layer_file(layer_hash: str, suffix: str) -> str:
+    """Split form: the file holding one layer's piece; the runner looks for it beside the head."""
+    return f"envpack-layer-{layer_hash}{suffix}"
+
+
 def meta_files(index: Index | None) -> set[str]:
     """The files besides the manifest's that an unpacked tree holds (summary, manifest, Spec,
     and for a layered env its index and each layer's manifest)."""
@@ -295,8 +305,10 @@ __all__ = [
     "LayoutError",
     "Record",
     "check_name",
+    "head_file",
     "index_bytes",
     "is_hash",
+    "layer_file",
     "layer_manifest",
     "layer_name",
     "links_bytes",
