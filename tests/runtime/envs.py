@@ -9,12 +9,16 @@ the real `tar`, members relative to the root, `.envpack/` first.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from envpack import layout
@@ -121,6 +125,173 @@ def make_env(base: Path, name: str = "env", **kwargs: object) -> Env:
     env_hash = write_tree(root, **kwargs)  # type: ignore[arg-type]
     tarball = pack(root, base / f"envpack-{env_hash}.tar.gz")
     return Env(root, env_hash, tarball)
+
+
+LAYERS = f"{layout.META_DIR}/layers"
+LAYER_DIR = f"{layout.META_DIR}/layer"
+
+
+@dataclass(frozen=True)
+class Layer:
+    hash: str
+    name: str
+    paths: tuple[str, ...]  # the manifest paths it holds
+    piece: bytes  # its compressed piece, as it sits in the single file
+
+
+@dataclass(frozen=True)
+class LayeredEnv:
+    root: Path  # the tree as `tar xzf` of the single file gives it
+    hash: str
+    tarball: Path  # the single file envpack-<hash>.tar.gz (or .tar.zst)
+    layers: tuple[Layer, ...]
+    head: bytes = field(repr=False)  # the head piece
+    trailer: bytes = field(repr=False)
+
+    def split(self, where: Path, *, skip: tuple[str, ...] = ()) -> Path:
+        """The split form in ``where``: the head file and every layer file not in ``skip``."""
+        where.mkdir(parents=True, exist_ok=True)
+        suffix = self.tarball.name.removeprefix(f"envpack-{self.hash}")
+        head = where / f"envpack-{self.hash}.head{suffix}"
+        head.write_bytes(self.head + self.trailer)
+        for layer in self.layers:
+            if layer.hash not in skip and layer.name not in skip:
+                (where / f"envpack-layer-{layer.hash}{suffix}").write_bytes(layer.piece)
+        return head
+
+    def layer(self, name: str) -> Layer:
+        return next(x for x in self.layers if x.name == name)
+
+
+# A hook to tamper with a layer's tar fragment: called with the layer's name and the open
+# tarfile after its members are in, it may add members the layer's manifest does not list.
+Hook = Callable[[str, tarfile.TarFile], None]
+
+
+def _compress(data: bytes, compress: str) -> bytes:
+    if compress == "gz":
+        return gzip.compress(data, mtime=0)
+    return subprocess.run(["zstd", "-q", "-c"], input=data, capture_output=True, check=True).stdout
+
+
+def _dir_info(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    return info
+
+
+def _member(tar: tarfile.TarFile, root: Path, rel: str) -> None:
+    path = root / rel
+    info = tarfile.TarInfo(rel)
+    info.mtime = 0
+    if path.is_symlink():
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(path)
+        info.mode = 0o777
+        tar.addfile(info)
+        return
+    data = path.read_bytes()
+    info.size = len(data)
+    info.mode = 0o755 if path.stat().st_mode & 0o100 else 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _fragment(fill: Callable[[tarfile.TarFile], None]) -> bytes:
+    """Tar members with no end-of-archive blocks (tarfile writes those only on close)."""
+    buf = io.BytesIO()
+    tar = tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT)  # noqa: SIM115
+    fill(tar)
+    return buf.getvalue()
+
+
+def head_piece(root: Path, compress: str = "gz") -> bytes:
+    """The head of the tree at ``root`` as it is now (a test may have changed its index)."""
+
+    def fill(tar: tarfile.TarFile) -> None:
+        tar.addfile(_dir_info(layout.META_DIR))
+        for rel in (layout.SUMMARY, layout.MANIFEST, layout.SPEC, LAYERS):
+            _member(tar, root, rel)
+
+    return _compress(_fragment(fill), compress)
+
+
+def make_layered_env(
+    base: Path,
+    name: str = "env",
+    *,
+    groups: dict[str, tuple[str, ...]] | None = None,
+    compress: str = "gz",
+    hook: Hook | None = None,
+    **kwargs: object,
+) -> LayeredEnv:
+    """A layered env as layers.md lays it out: the tree of :func:`write_tree` cut into layers
+    (``groups``: layer name -> path prefixes, in order; the rest is the layer ``local``),
+    written as head, layer pieces and trailer, each compressed on its own."""
+    root = base / name
+    env_hash = write_tree(root, **kwargs)  # type: ignore[arg-type]
+    records = records_of(root)
+    order = [*(groups or {}), "local"]
+    parts: dict[str, list[layout.Record]] = {n: [] for n in order}
+    for rec in records:
+        where = next(
+            (n for n, pre in (groups or {}).items() if any(rec.path.startswith(p) for p in pre)),
+            "local",
+        )
+        parts[where].append(rec)
+    layers: list[Layer] = []
+    for lname in order:
+        if not parts[lname]:
+            continue
+        manifest = layout.manifest_bytes(parts[lname])
+        lhash = layout.manifest_hash(manifest)
+        paths = tuple(r.path for r in sorted(parts[lname], key=lambda r: r.path))
+        (root / LAYER_DIR).mkdir(parents=True, exist_ok=True)
+        (root / LAYER_DIR / f"{lhash}.json").write_bytes(manifest)
+
+        def fill(tar: tarfile.TarFile, lname: str = lname, paths: tuple[str, ...] = paths,
+                 lhash: str = lhash) -> None:  # fmt: skip
+            for d in (layout.META_DIR, LAYER_DIR):
+                tar.addfile(_dir_info(d))
+            _member(tar, root, f"{LAYER_DIR}/{lhash}.json")
+            dirs = sorted({p.rsplit("/", 1)[0] for p in paths if "/" in p} | set())
+            every: set[str] = set()
+            for d in dirs:
+                parts_ = d.split("/")
+                every.update("/".join(parts_[: i + 1]) for i in range(len(parts_)))
+            for rel in sorted(every | set(paths)):
+                if rel in every and rel not in paths:
+                    tar.addfile(_dir_info(rel))
+                else:
+                    _member(tar, root, rel)
+            if hook is not None:
+                hook(lname, tar)
+
+        layers.append(Layer(lhash, lname, paths, _compress(_fragment(fill), compress)))
+    trailer = _compress(b"\0" * 1024, compress)
+    index = (
+        "envpack-layers 1\n"
+        + "".join(f"{x.hash} {len(x.piece)} {x.name}\n" for x in layers)
+        + f"trailer {len(trailer)}\n"
+    )
+    (root / LAYERS).write_text(index)
+    # the summary counts the whole unpacked tree, layer manifests and index included
+    summary = root / layout.SUMMARY
+    summary.unlink()
+    extra = {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in (root / layout.META_DIR).rglob("*")
+        if p.is_file() and p.relative_to(root).as_posix() in (
+            layout.MANIFEST, layout.SPEC, LAYERS,
+            *(f"{LAYER_DIR}/{x.hash}.json" for x in layers),
+        )
+    }  # fmt: skip
+    summary.write_bytes(layout.summary_bytes(env_hash, records, extra))
+
+    head = head_piece(root, compress)
+    tarball = base / f"envpack-{env_hash}.tar.{compress}"
+    tarball.write_bytes(head + b"".join(x.piece for x in layers) + trailer)
+    return LayeredEnv(root, env_hash, tarball, tuple(layers), head, trailer)
 
 
 def run(
