@@ -1,11 +1,15 @@
-"""The deterministic archive writer: entries in, a byte-reproducible tarball out.
+"""The deterministic archive writer: entries in, a byte-reproducible layered tarball out.
 
 It never knows where bytes come from (the collector decides that): an :class:`Entry` carries a
 path to copy, bytes, a callable producing bytes, or a symlink target. Every tar header is
-normalized (fixed mtime, uid/gid 0, empty user/group names, 0755/0644 modes) and entries are
+normalized (fixed mtime, uid/gid 0, empty user/group names, 0755/0644 modes) and members are
 written in sorted order, so the same entries always give the same bytes. The content hash in the
 tarball's name is taken over the manifest (paths, modes, digests, link targets), not over the
 compressed stream, so it does not depend on the compressor.
+
+The tarball is layered (envpack.layout says how): each layer is a tar fragment compressed on
+its own, and kept compressed in a :class:`PieceCache`, so a rebuild compresses only the layers
+whose content changed and copies the rest.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 import zlib
 from collections import deque
@@ -23,10 +28,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Literal
+from typing import BinaryIO, Literal, Protocol
 
-from envpack import _cachefile
-from envpack.layout import META_DIR, Record
+from envpack import _cachefile, layout
+from envpack.layout import META_DIR, Record, layer_name, manifest_bytes, manifest_hash
 
 # 2000-01-01T00:00:00Z: any fixed date works; SOURCE_DATE_EPOCH overrides it, as usual.
 DEFAULT_MTIME = 946684800
@@ -234,15 +239,63 @@ def parent_dirs(paths: Iterable[str]) -> set[str]:
     return dirs
 
 
+# -- layers ------------------------------------------------------------------------------------
+
+# The order layers take in the file: what changes least first, what changes most (local code)
+# last. A distribution is one layer each, in name order, between "stdlib" and "native".
+_FIRST = ("python", "stdlib")
+_LAST = ("native", "local", "envpack")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A content-addressed part of an environment: its entries, their records, its manifest."""
+
+    name: str
+    entries: tuple[Entry, ...]
+    records: tuple[Record, ...]
+    manifest: bytes
+    hash: str  # first 16 hex of sha256(manifest): what a node's layer store knows it by
+
+
+def plan_layers(entries: list[Entry], records: list[Record]) -> list[Layer]:
+    """One layer per group (the interpreter, the stdlib, each distribution, bundled native
+    libraries, local code and data, envpack's scripts), in a fixed order."""
+    by_group: dict[str, list[tuple[Entry, Record]]] = {}
+    for entry, rec in zip(entries, records, strict=True):
+        by_group.setdefault(entry.group or "other", []).append((entry, rec))
+
+    def order(group: str) -> tuple[int, str]:
+        if group in _FIRST:
+            return (_FIRST.index(group), group)
+        if group in _LAST:
+            return (len(_FIRST) + 1 + _LAST.index(group), group)
+        return (len(_FIRST), group.lower())
+
+    layers: list[Layer] = []
+    for group in sorted(by_group, key=order):
+        pairs = sorted(by_group[group], key=lambda p: p[0].arcname)
+        recs = tuple(r for _, r in pairs)
+        manifest = manifest_bytes(recs)
+        layers.append(
+            Layer(
+                layer_name(group),
+                tuple(e for e, _ in pairs),
+                recs,
+                manifest,
+                manifest_hash(manifest),
+            )
+        )
+    return layers
+
+
 class _HeaderFactory:
     """Tar headers with nothing of the build machine in them."""
 
     def __init__(self, mtime: int) -> None:
         self.mtime = mtime
 
-    def make(
-        self, name: str, kind: bytes, mode: int, size: int = 0, target: str = ""
-    ) -> tarfile.TarInfo:
+    def make(self, name: str, kind: bytes, mode: int, size: int = 0, target: str = "") -> bytes:
         info = tarfile.TarInfo(name)
         info.type = kind
         info.mode = mode
@@ -251,157 +304,375 @@ class _HeaderFactory:
         info.mtime = self.mtime
         info.uid = info.gid = 0
         info.uname = info.gname = ""
-        return info
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def write_tar(
-    out: BinaryIO,
-    meta: list[tuple[str, bytes]],
-    entries: list[Entry],
-    records: list[Record],
-    *,
-    empty_dirs: Iterable[str] = (),
-    progress: Progress | None = None,
-) -> None:
-    """Write `.envpack/` first (the meta members in the given order, then its other entries),
-    then every other directory and entry sorted by path."""
-    headers = _HeaderFactory(source_mtime())
-    by_path = dict(
-        zip((e.arcname for e in entries), zip(entries, records, strict=True), strict=True)
-    )
-    meta_names = {name for name, _ in meta}
-    paths = set(by_path) | parent_dirs(by_path) | parent_dirs(meta_names) | set(empty_dirs)
-    paths -= meta_names
-
-    def in_meta(name: str) -> bool:
-        return name == META_DIR or name.startswith(META_DIR + "/")
-
-    ordered = sorted(paths, key=lambda n: (not in_meta(n), n != META_DIR, n))
-    total = len(ordered)
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        tar.addfile(headers.make(META_DIR, tarfile.DIRTYPE, 0o755))
-        for name, data in meta:
-            tar.addfile(headers.make(name, tarfile.REGTYPE, 0o644, len(data)), io.BytesIO(data))
-        for i, name in enumerate(ordered, 1):
-            if name == META_DIR:
-                continue
-            item = by_path.get(name)
-            if item is None:
-                tar.addfile(headers.make(name, tarfile.DIRTYPE, 0o755))
-            else:
-                _add(tar, headers, *item)
-            if progress is not None and (i % 256 == 0 or i == total):
-                progress("writing", i, total)
+class _Writes(Protocol):
+    def write(self, data: bytes, /) -> object: ...
 
 
-def _add(tar: tarfile.TarFile, headers: _HeaderFactory, entry: Entry, rec: Record) -> None:
-    src = entry.source
-    if isinstance(src, Link):
-        tar.addfile(headers.make(entry.arcname, tarfile.SYMTYPE, 0o777, target=src.target))
-        return
-    info = headers.make(entry.arcname, tarfile.REGTYPE, entry.mode, rec.size)
-    if isinstance(src, Path):
-        with open(src, "rb") as fh:
-            tar.addfile(info, fh)
-    else:
-        data = _read(src)
-        if len(data) != rec.size:
-            raise Stale(f"{entry.arcname} gave {len(data)} bytes, {rec.size} when digested")
-        tar.addfile(info, io.BytesIO(data))
+def _pad(size: int) -> bytes:
+    return NUL * (-size % tarfile.BLOCKSIZE)
 
 
-class ParallelGzip(io.RawIOBase):
-    """A gzip writer that compresses fixed-size blocks on every core.
+NUL = b"\0"
+TRAILER = NUL * (2 * tarfile.BLOCKSIZE)  # tar's end of archive: two zero blocks
 
-    Each block becomes one complete gzip member (zlib's header: no name, mtime 0); the members
-    are written in order, and a multi-member gzip is valid for `gzip -d`, `tar xzf` and Python.
-    Block boundaries depend only on the input, so the output is the same on any core count.
-    """
 
-    BLOCK = 4 << 20
+class _Sink:
+    """Where a piece's tar bytes go: cut into fixed blocks, each compressed on the pool."""
 
-    def __init__(self, out: BinaryIO, level: int = 6, workers: int | None = None) -> None:
-        super().__init__()
-        self._out = out
-        self._level = level
-        self._workers = workers or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(max_workers=self._workers)
-        self._pending: deque[Future[bytes]] = deque()
+    def __init__(self, pool: _Pool) -> None:
+        self._pool = pool
         self._buf = bytearray()
+        self.futures: list[Future[bytes]] = []
 
-    def writable(self) -> bool:
-        return True
+    def write(self, data: bytes, /) -> None:
+        self._buf += data
+        if len(self._buf) >= BLOCK:
+            self._flush(whole=True)
 
-    def _compress(self, data: bytes) -> bytes:
-        comp = zlib.compressobj(self._level, zlib.DEFLATED, 31)
+    def _flush(self, whole: bool) -> None:
+        view = memoryview(self._buf)
+        cut = len(view) - len(view) % BLOCK if whole else len(view)
+        for at in range(0, cut, BLOCK):
+            self.futures.append(self._pool.submit(bytes(view[at : min(at + BLOCK, cut)])))
+        view.release()
+        del self._buf[:cut]
+
+    def finish(self) -> None:
+        if self._buf:
+            self._flush(whole=False)
+
+    def drain(self, out: BinaryIO) -> int:
+        """Write the compressed blocks in order (waiting for them); returns the bytes written."""
+        n = 0
+        for future in self.futures:
+            data = future.result()
+            out.write(data)
+            n += len(data)
+        self.futures.clear()
+        return n
+
+
+# Blocks are compressed independently (each a gzip member or a zstd frame), so their
+# boundaries depend only on the input and the output is the same on any number of cores.
+BLOCK = 4 << 20
+
+
+class _Pool:
+    """Compresses blocks on every core, with a bound on the uncompressed bytes in flight."""
+
+    def __init__(self, kind: Compression, level: int, workers: int | None = None) -> None:
+        self.kind = kind
+        self.level = level
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(max_workers=self.workers)
+        self._inflight: deque[Future[bytes]] = deque()
+        self._zstd = _zstd_compressor(level) if kind == "zstd" else None
+
+    def compress(self, data: bytes) -> bytes:
+        if self._zstd is not None:
+            return self._zstd(data)
+        comp = zlib.compressobj(self.level, zlib.DEFLATED, 31)  # gzip header: no name, mtime 0
         return comp.compress(data) + comp.flush()
 
-    def _submit(self, data: bytes) -> None:
-        self._pending.append(self._pool.submit(self._compress, data))
-        while len(self._pending) > 2 * self._workers:
-            self._out.write(self._pending.popleft().result())
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self._buf += data
-        while len(self._buf) >= self.BLOCK:
-            self._submit(bytes(self._buf[: self.BLOCK]))
-            del self._buf[: self.BLOCK]
-        return len(data)
+    def submit(self, data: bytes) -> Future[bytes]:
+        while self._inflight and self._inflight[0].done():
+            self._inflight.popleft()
+        while len(self._inflight) >= 2 * self.workers:
+            self._inflight.popleft().result()
+        future = self._pool.submit(self.compress, data)
+        self._inflight.append(future)
+        return future
 
     def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            if self._buf:
-                self._submit(bytes(self._buf))
-                self._buf.clear()
-            while self._pending:
-                self._out.write(self._pending.popleft().result())
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            super().close()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class ZstdPipe(io.RawIOBase):
-    """zstd through the `zstandard` module when importable, else the `zstd` binary (-T0)."""
+def _zstd_compressor(level: int) -> Callable[[bytes], bytes]:
+    """zstd frames through the `zstandard` module when importable, else the `zstd` binary."""
+    try:
+        import zstandard  # type: ignore[import-not-found]  # optional dependency
 
-    def __init__(self, out: BinaryIO, level: int = 3) -> None:
-        super().__init__()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._writer: IO[bytes]
-        try:
-            import zstandard  # type: ignore[import-not-found]  # optional dependency
+        def compress(data: bytes) -> bytes:
+            return bytes(zstandard.ZstdCompressor(level=level).compress(data))
 
-            cctx = zstandard.ZstdCompressor(level=level, threads=-1)
-            self._writer = cctx.stream_writer(out, closefd=False)
-        except ImportError:
-            exe = shutil.which("zstd")
-            if exe is None:
-                raise RuntimeError("zstd compression needs the zstandard module or zstd") from None
-            self._proc = subprocess.Popen(
-                [exe, "-q", "-c", "-T0", f"-{level}", "--no-progress", "-"],
-                stdin=subprocess.PIPE,
-                stdout=out,
+        return compress
+    except ImportError:
+        exe = shutil.which("zstd")
+        if exe is None:
+            raise RuntimeError("zstd compression needs the zstandard module or zstd") from None
+
+        def run(data: bytes) -> bytes:
+            res = subprocess.run(
+                [exe, "-q", "-c", f"-{level}", "--no-progress", "-"],
+                input=data,
+                capture_output=True,
+                check=False,
             )
-            assert self._proc.stdin is not None
-            self._writer = self._proc.stdin
+            if res.returncode != 0:
+                raise OSError(f"zstd exited with status {res.returncode}")
+            return res.stdout
 
-    def writable(self) -> bool:
-        return True
+        return run
 
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self._writer.write(data)
-        return len(data)
 
-    def close(self) -> None:
-        if self.closed:
-            return
+def _layer_fragment(sink: _Writes, layer: Layer, headers: _HeaderFactory) -> None:
+    """The layer's tar members: its manifest first, then its dirs and members sorted by path.
+
+    Each file's bytes are hashed as they are written: a source that changed since it was
+    digested must not end up in a cached piece under the old content's key.
+    """
+    own = layout.layer_manifest(layer.hash)
+    sink.write(headers.make(META_DIR, tarfile.DIRTYPE, 0o755))
+    sink.write(headers.make(layout.LAYER_DIR, tarfile.DIRTYPE, 0o755))
+    sink.write(headers.make(own, tarfile.REGTYPE, 0o644, len(layer.manifest)))
+    sink.write(layer.manifest + _pad(len(layer.manifest)))
+    by_path = {e.arcname: (e, r) for e, r in zip(layer.entries, layer.records, strict=True)}
+    for name in sorted((set(by_path) | parent_dirs(by_path)) - {META_DIR, layout.LAYER_DIR}):
+        item = by_path.get(name)
+        if item is None:
+            sink.write(headers.make(name, tarfile.DIRTYPE, 0o755))
+            continue
+        entry, rec = item
+        src = entry.source
+        if isinstance(src, Link):
+            sink.write(headers.make(name, tarfile.SYMTYPE, 0o777, target=src.target))
+            continue
+        sink.write(headers.make(name, tarfile.REGTYPE, entry.mode, rec.size))
+        sha = hashlib.sha256()
+        size = 0
+        if isinstance(src, Path):
+            with open(src, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    sha.update(chunk)
+                    sink.write(chunk)
+                    size += len(chunk)
+        else:
+            data = _read(src)
+            sha.update(data)
+            sink.write(data)
+            size = len(data)
+        if size != rec.size or sha.hexdigest() != rec.sha256:
+            raise Stale(f"{name} changed since it was digested")
+        sink.write(_pad(size))
+
+
+def _head_fragment(
+    sink: _Writes, meta: list[tuple[str, bytes]], empty_dirs: Iterable[str], headers: _HeaderFactory
+) -> None:
+    sink.write(headers.make(META_DIR, tarfile.DIRTYPE, 0o755))
+    for name, data in meta:
+        sink.write(headers.make(name, tarfile.REGTYPE, 0o644, len(data)))
+        sink.write(data + _pad(len(data)))
+    dirs = set(empty_dirs)
+    for name in sorted(dirs | parent_dirs(dirs)):
+        sink.write(headers.make(name, tarfile.DIRTYPE, 0o755))
+
+
+class PieceCache:
+    """Compressed layers kept on the build machine, keyed by their content and compression.
+
+    A rebuild after an edit to local code compresses only the local layer: every other piece
+    is copied from here. The key covers everything the piece's bytes are a function of (the
+    layer manifest: paths, modes, sizes, sha256s; the compressor and level; the tar mtime), and
+    a piece is only stored when every file's bytes matched its digest while it was written.
+    Bounded: least recently used pieces go past ``max_bytes``.
+    """
+
+    FORMAT = 1
+
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
+        self.root = root
+        self.max_bytes = _cache_max() if max_bytes is None else max_bytes
+
+    @staticmethod
+    def default_root() -> Path:
+        return _cachefile.cache_dir() / "pieces"
+
+    def key(self, layer: Layer, kind: Compression, level: int, mtime: int) -> str:
+        h = hashlib.sha256(f"envpack-piece {self.FORMAT} {kind} {level} {mtime}\n".encode())
+        h.update(layer.manifest)
+        return h.hexdigest()[:32]
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.piece"
+
+    def get(self, key: str) -> Path | None:
+        path = self.path(key)
         try:
-            self._writer.close()
-            if self._proc is not None and self._proc.wait() != 0:
-                raise OSError(f"zstd exited with status {self._proc.returncode}")
-        finally:
-            super().close()
+            os.utime(path)  # its mtime is its last use
+        except OSError:
+            return None
+        return path
+
+    def put(self, key: str, writer: Callable[[BinaryIO], object]) -> Path:
+        """Write a piece under a temporary name and rename it: a reader never sees half."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.path(key)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                writer(fh)
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return final
+
+    def prune(self, keep: Iterable[str] = ()) -> int:
+        """Remove least recently used pieces past the bound (never those in ``keep``, and never
+        a temp file younger than an hour: a live build's); returns the bytes removed."""
+        kept = {self.path(k).name for k in keep}
+        items: list[tuple[float, int, Path]] = []
+        total = 0
+        now = time.time()
+        try:
+            listing = list(os.scandir(self.root))
+        except OSError:
+            return 0
+        for item in listing:
+            try:
+                st = item.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            path = Path(item.path)
+            if item.name.endswith(".tmp"):
+                if now - st.st_mtime > 3600:
+                    path.unlink(missing_ok=True)
+                continue
+            if not item.name.endswith(".piece"):
+                continue
+            total += st.st_size
+            if item.name not in kept:
+                items.append((st.st_mtime, st.st_size, path))
+        removed = 0
+        for _, size, path in sorted(items):
+            if total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            removed += size
+        return removed
+
+
+def _cache_max() -> int:
+    """$ENVPACK_PIECE_CACHE_MAX (bytes, K/M/G/T suffixes), default 4G."""
+    text = os.environ.get("ENVPACK_PIECE_CACHE_MAX", "4G").strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
+    digits = text[:-1] if scale != 1 else text
+    return int(digits) * scale if digits.isdigit() else 4 << 30
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A compressed layer on the build machine, ready to be copied into a tarball."""
+
+    layer: Layer
+    path: Path
+    size: int
+    reused: bool
+
+
+def compress_layers(
+    layers: list[Layer],
+    cache: PieceCache,
+    kind: Compression = "gzip",
+    level: int | None = None,
+    progress: Progress | None = None,
+) -> list[Piece]:
+    """Every layer's compressed piece: from the cache where it is there, else compressed now
+    (on every core, across layers) and stored in it."""
+    level = default_level(kind) if level is None else level
+    mtime = source_mtime()
+    headers = _HeaderFactory(mtime)
+    keys = [cache.key(layer, kind, level, mtime) for layer in layers]
+    found = {k: cache.get(k) for k in keys}
+    todo = [(layer, k) for layer, k in zip(layers, keys, strict=True) if found[k] is None]
+    total = sum(r.size for layer, _ in todo for r in layer.records) or 1
+    done = 0
+    made: dict[str, Path] = {}
+    pool = _Pool(kind, level)
+    try:
+        pending: _Sink | None = None
+        pending_key = ""
+        for layer, key in todo:
+            sink = _Sink(pool)
+            _layer_fragment(sink, layer, headers)
+            sink.finish()
+            if pending is not None:  # write the previous layer while this one compresses
+                made[pending_key] = cache.put(pending_key, pending.drain)
+            pending, pending_key = sink, key
+            done += sum(r.size for r in layer.records)
+            if progress is not None:
+                progress("compressing", done, total)
+        if pending is not None:
+            made[pending_key] = cache.put(pending_key, pending.drain)
+    finally:
+        pool.close()
+    pieces: list[Piece] = []
+    for layer, key in zip(layers, keys, strict=True):
+        path = found[key] or made[key]
+        pieces.append(Piece(layer, path, path.stat().st_size, found[key] is not None))
+    cache.prune(keys)
+    return pieces
+
+
+def compress_bytes(data: bytes, kind: Compression = "gzip", level: int | None = None) -> bytes:
+    """A small piece (the head, the trailer) compressed as the layers are."""
+    pool = _Pool(kind, default_level(kind) if level is None else level, workers=1)
+    try:
+        sink = _Sink(pool)
+        sink.write(data)
+        sink.finish()
+        out = io.BytesIO()
+        sink.drain(out)
+        return out.getvalue()
+    finally:
+        pool.close()
+
+
+def head_piece(
+    meta: list[tuple[str, bytes]],
+    empty_dirs: Iterable[str] = (),
+    kind: Compression = "gzip",
+    level: int | None = None,
+) -> bytes:
+    """The head: `.envpack/` (the meta members, in the given order) and the empty dirs."""
+    sink = io.BytesIO()
+    _head_fragment(sink, meta, empty_dirs, _HeaderFactory(source_mtime()))
+    return compress_bytes(sink.getvalue(), kind, level)
+
+
+def trailer_piece(kind: Compression = "gzip", level: int | None = None) -> bytes:
+    return compress_bytes(TRAILER, kind, level)
+
+
+def write_pieces(out: BinaryIO, head: bytes, pieces: list[Piece], trailer: bytes) -> None:
+    """The single file: head, every layer's piece in order, trailer (copied in the kernel)."""
+    out.write(head)
+    out.flush()
+    for piece in pieces:
+        with open(piece.path, "rb") as src:
+            _copy(src, out, piece.size)
+    out.write(trailer)
+
+
+def _copy(src: BinaryIO, dst: BinaryIO, size: int) -> None:
+    left = size
+    try:
+        while left > 0:
+            n = os.copy_file_range(src.fileno(), dst.fileno(), left)
+            if n == 0:
+                break
+            left -= n
+    except OSError:
+        pass  # not supported here (another filesystem, an old kernel): copy through userspace
+    if left:
+        src.seek(size - left)
+        dst.seek(0, os.SEEK_END)
+        shutil.copyfileobj(src, dst)
 
 
 def zstd_available() -> bool:
@@ -420,10 +691,8 @@ def zstd_available() -> bool:
 DEFAULT_GZIP_LEVEL = 5
 
 
-def compressor(kind: Compression, out: BinaryIO, level: int | None) -> io.RawIOBase:
-    if kind == "gzip":
-        return ParallelGzip(out, DEFAULT_GZIP_LEVEL if level is None else level)
-    return ZstdPipe(out, 3 if level is None else level)
+def default_level(kind: Compression) -> int:
+    return DEFAULT_GZIP_LEVEL if kind == "gzip" else 3
 
 
 def suffix(kind: Compression) -> str:
@@ -456,8 +725,11 @@ def _meta_members(tar: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
     for member in tar:
         if member.name == META_DIR:
             continue
-        if not member.name.startswith(META_DIR + "/"):
-            return
+        first_layer = member.name == layout.LAYER_DIR or member.name.startswith(
+            layout.LAYER_DIR + "/"
+        )
+        if not member.name.startswith(META_DIR + "/") or first_layer:
+            return  # the head ends where the first layer begins
         if member.isfile():
             fh = tar.extractfile(member)
             assert fh is not None
@@ -467,13 +739,19 @@ def _meta_members(tar: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
 __all__ = [
     "DigestCache",
     "Entry",
+    "Layer",
     "Link",
+    "Piece",
+    "PieceCache",
     "Progress",
     "Source",
     "Stale",
-    "compressor",
+    "compress_layers",
     "digest",
     "digest_entries",
+    "head_piece",
+    "plan_layers",
     "read_meta",
-    "write_tar",
+    "trailer_piece",
+    "write_pieces",
 ]

@@ -16,9 +16,9 @@ import stat
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,7 +27,7 @@ from envpack.archive import Compression, Entry, Progress
 from envpack.collect import Collection, collect
 from envpack.elf import NotElfError, glibc_key, read_elf
 from envpack.errors import BuildError, SpecError
-from envpack.layout import MANIFEST, SPEC, SUMMARY, Record
+from envpack.layout import LAYERS, MANIFEST, SPEC, SUMMARY, Record
 from envpack.spec import SCHEMA, Spec
 
 RUNNER_NAME = runtime.RUNNER_NAME
@@ -47,6 +47,17 @@ class GroupSize:
 
 
 @dataclass(frozen=True)
+class LayerInfo:
+    """One layer of a built env: its label, hash, compressed bytes, and whether this build
+    copied it from the piece cache rather than compressing it."""
+
+    name: str
+    hash: str
+    size: int
+    reused: bool
+
+
+@dataclass(frozen=True)
 class Environment:
     """A built (or cached) environment tarball."""
 
@@ -61,6 +72,7 @@ class Environment:
     runner: Path | None = None
     dropped_files: int = 0  # distribution test-suite files left out (see keep_tests)
     dropped_size: int = 0  # their bytes on disk
+    layers: tuple[LayerInfo, ...] = ()  # in file order; empty for a cached tarball
 
 
 def build(
@@ -147,17 +159,96 @@ def assemble(
     final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
     runner = _copy_runner(out)
     if final.is_file():
-        return _environment(spec, final, env_hash, records, True, collection, runner)
-    spec_json = spec.to_json().encode()
-    summary = layout.summary_bytes(
-        env_hash, records, {MANIFEST: manifest, SPEC: spec_json}, spec.glibc
-    )
-    meta = [(SUMMARY, summary), (MANIFEST, manifest), (SPEC, spec_json)]
-    write_atomic(
+        env = _environment(spec, final, env_hash, records, True, collection, runner)
+        return replace(env, **_existing(final))
+    pieces = write_layered(
         final,
-        lambda fh: _write(fh, compress, level, meta, collection, records, progress),
+        entries,
+        records,
+        spec_json=spec.to_json().encode(),
+        empty_dirs=collection.empty_dirs,
+        glibc=spec.glibc,
+        compress=compress,
+        level=level,
+        progress=progress,
+        pieces_dir=archive.PieceCache.default_root() if digest_cache else None,
     )
-    return _environment(spec, final, env_hash, records, False, collection, runner)
+    env = _environment(spec, final, env_hash, records, False, collection, runner)
+    infos = tuple(LayerInfo(p.layer.name, p.layer.hash, p.size, p.reused) for p in pieces)
+    # plus the summary, manifest, Spec, layer index and each layer's manifest
+    return replace(env, layers=infos, files=len(records) + 4 + len(infos))
+
+
+def _existing(path: Path) -> dict[str, Any]:
+    """File count and layers of a tarball already built, from its head (a few kilobytes)."""
+    meta = dict(archive.read_meta(path))
+    out: dict[str, Any] = {}
+    files = layout.parse_summary(meta.get(SUMMARY, b"")).get("files", "")
+    if files.isdigit():
+        out["files"] = int(files)
+    if LAYERS in meta:
+        index = layout.parse_index(meta[LAYERS])
+        out["layers"] = tuple(LayerInfo(e.name, e.hash, e.size, True) for e in index.layers)
+    return out
+
+
+def write_layered(
+    final: Path,
+    entries: list[Entry],
+    records: list[Record],
+    *,
+    spec_json: bytes,
+    empty_dirs: Iterable[str] = (),
+    glibc: str | None = None,
+    compress: Compression = "gzip",
+    level: int | None = None,
+    progress: Progress | None = None,
+    pieces_dir: Path | None = None,
+) -> list[archive.Piece]:
+    """Write the layered tarball of digested entries to ``final`` (atomically).
+
+    The layers' compressed pieces come from (and go to) the piece cache in ``pieces_dir``;
+    None compresses every layer into a temp dir of this call.
+    """
+    manifest = layout.manifest_bytes(records)
+    env_hash = layout.manifest_hash(manifest)
+    with ExitStack() as stack:
+        if pieces_dir is None:
+            pieces_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="envpack-")))
+        pieces = _compress(records, entries, pieces_dir, compress, level, progress)
+        trailer = archive.trailer_piece(compress, level)
+        index = layout.index_bytes(
+            layout.Index(
+                tuple(layout.IndexEntry(p.layer.hash, p.size, p.layer.name) for p in pieces),
+                len(trailer),
+            )
+        )
+        extra = {MANIFEST: manifest, SPEC: spec_json, LAYERS: index}
+        extra.update({layout.layer_manifest(p.layer.hash): p.layer.manifest for p in pieces})
+        summary = layout.summary_bytes(env_hash, records, extra, glibc)
+        meta = [(SUMMARY, summary), (MANIFEST, manifest), (SPEC, spec_json), (LAYERS, index)]
+        head = archive.head_piece(meta, empty_dirs, compress, level)
+        write_atomic(final, lambda fh: archive.write_pieces(fh, head, pieces, trailer))
+    return pieces
+
+
+def _compress(
+    records: list[Record],
+    entries: list[Entry],
+    root: Path,
+    compress: Compression,
+    level: int | None,
+    progress: Progress | None,
+) -> list[archive.Piece]:
+    layers = archive.plan_layers(entries, records)
+    try:
+        return archive.compress_layers(layers, archive.PieceCache(root), compress, level, progress)
+    except archive.Stale as exc:
+        raise BuildError(f"a source changed during the build: {exc}") from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BuildError(f"no space left on device in {root}; nothing was kept") from None
+        raise BuildError(f"cannot write compressed layers in {root}: {exc}") from None
 
 
 def check_glibc(spec: Spec, collection: Collection, floor: str) -> None:
@@ -207,31 +298,6 @@ def _refuse_duplicates(entries: list[Entry]) -> None:
     if clashes:
         listed = "\n  ".join(sorted(clashes))
         raise BuildError(f"{len(clashes)} archive name(s) added more than once:\n  {listed}")
-
-
-def _write(
-    fh: BinaryIO,
-    compress: Compression,
-    level: int | None,
-    meta: list[tuple[str, bytes]],
-    collection: Collection,
-    records: list[Record],
-    progress: Progress | None,
-) -> None:
-    stream = archive.compressor(compress, fh, level)
-    try:
-        archive.write_tar(
-            stream,  # type: ignore[arg-type]  # a RawIOBase is the file object tarfile wants
-            meta,
-            collection.entries,
-            records,
-            empty_dirs=collection.empty_dirs,
-            progress=progress,
-        )
-    except archive.Stale as exc:
-        raise BuildError(f"a source changed during the build: {exc}") from None
-    finally:
-        stream.close()
 
 
 def write_atomic(final: Path, writer: Callable[[BinaryIO], None]) -> None:
@@ -362,7 +428,7 @@ def _environment(
         path=path,
         hash=env_hash,
         size=path.stat().st_size,
-        files=len(records) + 3,  # plus the summary, the manifest and the Spec
+        files=len(records) + 3,  # plus the summary, the manifest and the Spec (unlayered)
         cached=cached,
         unpacked_size=sum(r.size for r in records if r.target is None),
         groups=groups,
@@ -408,12 +474,14 @@ __all__ = [
     "PART_GLOB",
     "Environment",
     "GroupSize",
+    "LayerInfo",
     "assemble",
     "build",
     "check_glibc",
     "remove_stale_parts",
     "source_size",
     "write_atomic",
+    "write_layered",
 ]
 
 

@@ -8,12 +8,23 @@ An environment (the tarball, and the directory it unpacks to) holds, besides its
     .envpack/spec.json      the Spec it was built from: documentation, not in the manifest, so
                             the same files get the same name however the build was invoked
     .envpack/links          data files the code opens by relative path, relative to local/
+    .envpack/layers         the index of its layers: hash, compressed size and name of each
+    .envpack/layer/<l>.json each layer's own manifest (same format); <l> is its hash
     .envpack/envpack-run    the runner; bin/run_in_env (poncho's face) delegates to it
     bin/run_in_env
 
 `envpack-run` (POSIX sh) reads the manifest with `sed`, so its format is line-oriented JSON: one
 record per line, keys in a fixed order, UTF-8 as is; names holding control characters are
-refused. The node cache holds ``<cache>/<hash>/`` entries with a ``<hash>.lock`` beside each
+refused.
+
+A tarball is layered: a head piece (the meta members and the env's empty directories), one
+piece per layer (the interpreter, each distribution, bundled libraries, local code, envpack's
+own scripts), and the tar end-of-archive, each compressed on its own, so concatenated they are
+one tarball plain `tar xzf` unpacks, and a layer already on a node (from any environment) need
+not be unpacked or sent again. The index is not trusted: a layer's hash is that of its
+manifest, the layers' records must add up to the env's manifest, and the runner checks both.
+
+The node cache holds ``<cache>/<hash>/`` entries with a ``<hash>.lock`` beside each
 (flock; its mtime is the last use; its text ``use=<bytes>`` the disk the entry really uses).
 """
 
@@ -34,12 +45,16 @@ SPEC = f"{META_DIR}/spec.json"
 LINKS = f"{META_DIR}/links"
 RUNNER = f"{META_DIR}/envpack-run"
 RUN_IN_ENV = "bin/run_in_env"
+LAYERS = f"{META_DIR}/layers"
+LAYER_DIR = f"{META_DIR}/layer"
+LAYERS_FORMAT = 1
 
 MANIFEST_SCHEMA = 2
 HASH_LEN = 16
 _HASH = re.compile(r"[0-9a-f]{16}")
 _GLIBC = re.compile(r"\d+(?:\.\d+)+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LAYER_NAME = re.compile(r"[A-Za-z0-9._+-]+")
 
 
 class LayoutError(EnvpackError):
@@ -166,6 +181,102 @@ def parse_links(data: bytes) -> list[str]:
     return [line for line in data.decode("utf-8", errors="replace").splitlines() if line]
 
 
+def layer_manifest(layer_hash: str) -> str:
+    """Where a layer's manifest lives in the tree: `.envpack/layer/<hash>.json`."""
+    return f"{LAYER_DIR}/{layer_hash}.json"
+
+
+def layer_name(label: str) -> str:
+    """A label the index can hold (one word): anything else becomes '_'."""
+    return "".join(c if _LAYER_NAME.fullmatch(c) else "_" for c in label) or "_"
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One layer as the index lists it: its hash, its compressed bytes, a label for humans."""
+
+    hash: str
+    size: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Index:
+    """`.envpack/layers`: the layers in file order and the trailer's compressed size."""
+
+    layers: tuple[IndexEntry, ...]
+    trailer: int
+
+    def head_size(self, file_size: int) -> int:
+        """Bytes of the head piece in a file of ``file_size`` bytes (it comes first)."""
+        return file_size - self.trailer - sum(e.size for e in self.layers)
+
+    def offsets(self, file_size: int) -> list[tuple[IndexEntry, int]]:
+        """Each layer with the offset of its piece in the single file."""
+        at = self.head_size(file_size)
+        out: list[tuple[IndexEntry, int]] = []
+        for entry in self.layers:
+            out.append((entry, at))
+            at += entry.size
+        return out
+
+
+def index_bytes(index: Index) -> bytes:
+    lines = [f"envpack-layers {LAYERS_FORMAT}"]
+    for e in index.layers:
+        if not is_hash(e.hash) or not _LAYER_NAME.fullmatch(e.name) or e.size <= 0:
+            raise LayoutError(f"bad layer {e!r}")
+        lines.append(f"{e.hash} {e.size} {e.name}")
+    lines.append(f"trailer {index.trailer}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def parse_index(data: bytes) -> Index:
+    """The index of a layered tarball; LayoutError when it is not one this envpack reads."""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if not lines or lines[0] != f"envpack-layers {LAYERS_FORMAT}":
+        raise LayoutError("not an envpack layer index (or one of a newer format)")
+    layers: list[IndexEntry] = []
+    trailer: int | None = None
+    for line in lines[1:]:
+        parts = line.split(" ")
+        if len(parts) == 2 and parts[0] == "trailer" and parts[1].isdigit() and trailer is None:
+            trailer = int(parts[1])
+        elif (
+            len(parts) == 3
+            and trailer is None
+            and is_hash(parts[0])
+            and parts[1].isdigit()
+            and _LAYER_NAME.fullmatch(parts[2])
+        ):
+            layers.append(IndexEntry(parts[0], int(parts[1]), parts[2]))
+        else:
+            raise LayoutError(f"bad line in the layer index: {line!r}")
+    if trailer is None:
+        raise LayoutError("the layer index has no trailer line")
+    return Index(tuple(layers), trailer)
+
+
+def head_file(env_hash: str, suffix: str) -> str:
+    """Split form: the file holding the head and trailer pieces (a tarball of `.envpack/`)."""
+    return f"envpack-{env_hash}.head{suffix}"
+
+
+def layer_file(layer_hash: str, suffix: str) -> str:
+    """Split form: the file holding one layer's piece; the runner looks for it beside the head."""
+    return f"envpack-layer-{layer_hash}{suffix}"
+
+
+def meta_files(index: Index | None) -> set[str]:
+    """The files besides the manifest's that an unpacked tree holds (summary, manifest, Spec,
+    and for a layered env its index and each layer's manifest)."""
+    out = {SUMMARY, MANIFEST, SPEC}
+    if index is not None:
+        out.add(LAYERS)
+        out.update(layer_manifest(e.hash) for e in index.layers)
+    return out
+
+
 def lock_name(env_hash: str) -> str:
     """The lock file beside a cache entry."""
     return f"{env_hash}.lock"
@@ -179,6 +290,8 @@ def lock_use(data: bytes) -> int | None:
 
 __all__ = [
     "HASH_LEN",
+    "LAYERS",
+    "LAYER_DIR",
     "LINKS",
     "MANIFEST",
     "MANIFEST_SCHEMA",
@@ -187,15 +300,24 @@ __all__ = [
     "RUN_IN_ENV",
     "SPEC",
     "SUMMARY",
+    "Index",
+    "IndexEntry",
     "LayoutError",
     "Record",
     "check_name",
+    "head_file",
+    "index_bytes",
     "is_hash",
+    "layer_file",
+    "layer_manifest",
+    "layer_name",
     "links_bytes",
     "lock_name",
     "lock_use",
     "manifest_bytes",
     "manifest_hash",
+    "meta_files",
+    "parse_index",
     "parse_links",
     "parse_manifest",
     "parse_summary",

@@ -1,4 +1,5 @@
-"""The archive writer alone: deterministic tar, parallel multi-member gzip, manifest, summary."""
+"""The archive writer: deterministic layered tar, parallel multi-member gzip, manifest, summary,
+and the piece cache that lets a rebuild compress only the layers that changed."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from envpack import archive, layout
-from envpack.archive import Entry, Link, ParallelGzip
+from envpack.archive import Entry, Link
+from envpack.build import write_layered
+from envpack.errors import BuildError
 
 
 def entries(tmp_path: Path) -> list[Entry]:
@@ -29,22 +32,20 @@ def entries(tmp_path: Path) -> list[Entry]:
     ]
 
 
-def write(tmp_path: Path, name: str, items: list[Entry], level: int = 1) -> Path:
-    records = archive.digest_entries(items)
-    manifest = layout.manifest_bytes(records)
-    env_hash = layout.manifest_hash(manifest)
-    summary = layout.summary_bytes(env_hash, records, {layout.MANIFEST: manifest})
+def write(
+    tmp_path: Path, name: str, items: list[Entry], level: int = 1, pieces: Path | None = None
+) -> Path:
+    kept, records = archive.digest(items)
     out = tmp_path / name
-    with open(out, "wb") as fh:
-        stream = ParallelGzip(fh, level)
-        archive.write_tar(
-            stream,  # type: ignore[arg-type]
-            [(layout.SUMMARY, summary), (layout.MANIFEST, manifest)],
-            items,
-            records,
-            empty_dirs=["empty/dir"],
-        )
-        stream.close()
+    write_layered(
+        out,
+        kept,
+        records,
+        spec_json=b"{}\n",
+        empty_dirs=["empty/dir"],
+        level=level,
+        pieces_dir=pieces,
+    )
     return out
 
 
@@ -62,16 +63,12 @@ def test_same_entries_same_bytes_and_readable(tmp_path: Path) -> None:
     assert (dest / "empty" / "dir").is_dir()
     with tarfile.open(a) as tar:
         names = tar.getnames()
-    assert names[:3] == [".envpack", layout.SUMMARY, layout.MANIFEST]
+    assert names[:5] == [".envpack", layout.SUMMARY, layout.MANIFEST, layout.SPEC, layout.LAYERS]
 
 
-def test_gzip_is_multi_member_and_header_clean(tmp_path: Path) -> None:
+def test_gzip_is_multi_member_and_header_clean() -> None:
     data = os.urandom(1 << 20) * 9  # 9 MB -> three 4 MB blocks
-    out = io.BytesIO()
-    stream = ParallelGzip(out, 1, workers=2)
-    stream.write(data)
-    stream.close()
-    blob = out.getvalue()
+    blob = archive.compress_bytes(data, "gzip", 1)
     assert gzip.decompress(blob) == data
     assert blob.count(b"\x1f\x8b\x08") >= 3  # one member per block
     assert blob[3] & 0x08 == 0  # FLG: no file name stored
@@ -79,11 +76,6 @@ def test_gzip_is_multi_member_and_header_clean(tmp_path: Path) -> None:
     if shutil.which("gzip"):
         res = subprocess.run(["gzip", "-dc"], input=blob, capture_output=True, check=True)
         assert res.stdout == data
-    one = io.BytesIO()
-    single = ParallelGzip(one, 1, workers=1)
-    single.write(data)
-    single.close()
-    assert one.getvalue() == blob  # the core count never changes the bytes
 
 
 def test_hash_ignores_compressor_but_not_content(tmp_path: Path) -> None:
@@ -99,7 +91,8 @@ def test_hash_ignores_compressor_but_not_content(tmp_path: Path) -> None:
     assert a.read_bytes() != b.read_bytes()
     meta_a = dict(archive.read_meta(a))
     meta_b = dict(archive.read_meta(b))
-    assert meta_a == meta_b
+    assert meta_a[layout.MANIFEST] == meta_b[layout.MANIFEST]  # the layer index holds sizes
+    assert meta_a[layout.SUMMARY].split(b"\n")[0] == meta_b[layout.SUMMARY].split(b"\n")[0]
 
 
 def test_manifest_and_summary(tmp_path: Path) -> None:
@@ -113,7 +106,8 @@ def test_manifest_and_summary(tmp_path: Path) -> None:
     with tarfile.open(path) as tar:
         members = [m for m in tar.getmembers() if not m.isdir()]
         total = sum(m.size for m in members if m.isfile())
-    assert int(summary["files"]) == len(members) == 6
+    # the 4 entries; summary, manifest, spec and layer index; one manifest per layer (g and h)
+    assert int(summary["files"]) == len(members) == 10
     assert int(summary["bytes"]) == total  # includes the summary's own size
     assert summary["hash"] == layout.manifest_hash(meta[layout.MANIFEST])
 
@@ -126,13 +120,88 @@ def test_normalize_mode() -> None:
 
 @pytest.mark.skipif(not archive.zstd_available(), reason="no zstandard module or zstd binary")
 def test_zstd(tmp_path: Path) -> None:
-    out = tmp_path / "x.zst"
-    with open(out, "wb") as fh:
-        stream = archive.compressor("zstd", fh, 3)
-        stream.write(b"hello zstd\n" * 1000)
-        stream.close()
-    res = subprocess.run(["zstd", "-dc", str(out)], capture_output=True, check=True)
+    blob = archive.compress_bytes(b"hello zstd\n" * 1000, "zstd", 3)
+    res = subprocess.run(["zstd", "-dc"], input=blob, capture_output=True, check=True)
     assert res.stdout == b"hello zstd\n" * 1000
+
+
+# -- layers and the piece cache ---------------------------------------------------------------
+
+
+def _pieces_of(path: Path) -> tuple[layout.Index, bytes, dict[str, bytes]]:
+    """The index, the head piece and each layer's piece, cut by the index's sizes."""
+    blob = path.read_bytes()
+    index = layout.parse_index(dict(archive.read_meta(path))[layout.LAYERS])
+    parts = {e.hash: blob[at : at + e.size] for e, at in index.offsets(len(blob))}
+    return index, blob[: index.head_size(len(blob))], parts
+
+
+def test_layers_are_self_contained_pieces(tmp_path: Path) -> None:
+    items = entries(tmp_path)
+    path = write(tmp_path, "a.tar.gz", items)
+    index, head, parts = _pieces_of(path)
+    assert [e.name for e in index.layers] == ["g", "h"]
+    head_tar = gzip.decompress(head)
+    assert b"empty/dir" in head_tar  # the env's empty dirs travel with the head
+    env_records = set(layout.manifest_bytes(archive.digest_entries(items)).splitlines())
+    union: set[bytes] = set()
+    for entry in index.layers:
+        raw = gzip.decompress(parts[entry.hash]) + archive.TRAILER
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            names = tar.getnames()
+            own = layout.layer_manifest(entry.hash)
+            assert names[:3] == [".envpack", layout.LAYER_DIR, own]
+            fh = tar.extractfile(own)
+            assert fh is not None
+            manifest = fh.read()
+        assert layout.manifest_hash(manifest) == entry.hash
+        lines = manifest.splitlines()[1:-1]
+        union |= {line.rstrip(b",") for line in lines}
+    assert union == {line.rstrip(b",") for line in env_records if line.startswith(b'{"path"')}
+
+
+def test_rebuild_compresses_only_the_changed_layer(tmp_path: Path) -> None:
+    pieces = tmp_path / "pieces"
+    items = entries(tmp_path)
+    first = write(tmp_path, "a.tar.gz", items, pieces=pieces)
+    changed = [*items[:3], Entry("data/lazy.txt", 0o644, b"edited\n", "h")]
+    kept, records = archive.digest(changed)
+    out = tmp_path / "b.tar.gz"
+    result = write_layered(
+        out,
+        kept,
+        records,
+        spec_json=b"{}\n",
+        empty_dirs=["empty/dir"],
+        level=1,
+        pieces_dir=pieces,
+    )
+    assert {p.layer.name: p.reused for p in result} == {"g": True, "h": False}
+    fresh = write(tmp_path, "c.tar.gz", changed)  # no cache: every layer compressed anew
+    assert out.read_bytes() == fresh.read_bytes()
+    assert _pieces_of(first)[2][result[0].layer.hash] == _pieces_of(out)[2][result[0].layer.hash]
+
+
+def test_a_source_changed_after_digest_is_never_cached(tmp_path: Path) -> None:
+    pieces = tmp_path / "pieces"
+    src = tmp_path / "f.txt"
+    src.write_bytes(b"before")
+    items = [Entry("f.txt", 0o644, src, "g")]
+    kept, records = archive.digest(items)
+    src.write_bytes(b"after!")  # same size, other bytes
+    with pytest.raises(BuildError, match=r"f\.txt changed since it was digested"):
+        write_layered(tmp_path / "x.tar.gz", kept, records, spec_json=b"{}", pieces_dir=pieces)
+    assert not list(pieces.glob("*.piece")) and not (tmp_path / "x.tar.gz").exists()
+
+
+def test_piece_cache_is_bounded_least_recently_used_first(tmp_path: Path) -> None:
+    cache = archive.PieceCache(tmp_path, max_bytes=250)
+    for i, key in enumerate(["a", "b", "c"]):
+        cache.put(key, lambda fh: fh.write(b"x" * 100))
+        os.utime(cache.path(key), (1000 + i, 1000 + i))
+    assert cache.get("a") is not None  # used now: the most recent
+    assert cache.prune() == 100
+    assert [p.stem for p in sorted(tmp_path.glob("*.piece"))] == ["a", "c"]
 
 
 # -- digest cache ------------------------------------------------------------------------------

@@ -248,9 +248,14 @@ def build_prefixes(project: Project) -> list[Path]:
 def test_layout_and_meta_first(built: Environment, unpacked: Path) -> None:
     with tarfile.open(built.path) as tar:
         names = tar.getnames()
-    meta = [".envpack/spec.json", ".envpack/envpack-run", ".envpack/links"]
-    assert names[:6] == [".envpack", SUMMARY, MANIFEST, *meta]
-    assert names[5:] == sorted(names[5:])
+    assert names[:5] == [".envpack", SUMMARY, MANIFEST, ".envpack/spec.json", ".envpack/layers"]
+    # then one fragment per layer: its manifest first, then its members sorted by path
+    starts = [i for i, n in enumerate(names) if n.startswith(".envpack/layer/")]
+    assert len(starts) == len(built.layers) > 3
+    for a, b in zip(starts, [*starts[1:], len(names) + 2], strict=True):
+        members = names[a + 1 : b - 2]
+        assert members == sorted(members)
+    assert {".envpack/envpack-run", ".envpack/links"} <= set(names)
     for name in ("python", "python3"):
         assert os.readlink(unpacked / "bin" / name) == PY
     assert (unpacked / "bin" / PY).is_file()
@@ -273,7 +278,8 @@ def test_summary_and_manifest_match_contents(built: Environment, unpacked: Path)
     assert int(summary["bytes"]) == size
     manifest = json.loads((unpacked / MANIFEST).read_text())
     assert manifest["schema"] == 2
-    assert len(manifest["files"]) == len(files) - 3  # all but the summary, manifest and Spec
+    # all but the summary, manifest, Spec, layer index and the layers' own manifests
+    assert len(manifest["files"]) == len(files) - 4 - len(built.layers)
     assert built.path.name == f"envpack-{built.hash}.tar.gz"
 
 

@@ -198,6 +198,14 @@ def build_command(
         f"{env.files} files; whole source environment: {human_size(whole)}",
         soft_wrap=True,
     )
+    if env.layers and not env.cached:
+        made = [layer for layer in env.layers if not layer.reused]
+        named = ", ".join(layer.name for layer in made[:6]) + (", ..." if len(made) > 6 else "")
+        out.print(
+            f"layers: {len(env.layers)}; {len(env.layers) - len(made)} copied from the piece "
+            f"cache, {len(made)} compressed{f' ({named})' if made else ''}",
+            soft_wrap=True,
+        )
     if env.dropped_files:
         out.print(
             f"dropped {env.dropped_files} test-suite files ({human_size(env.dropped_size)}) "

@@ -14,23 +14,42 @@ from envpack.archive import read_meta
 from envpack.cli._output import human_size
 from envpack.errors import SpecError
 from envpack.layout import (
+    LAYERS,
     MANIFEST,
     SPEC,
     SUMMARY,
+    Index,
     LayoutError,
     Record,
+    parse_index,
     parse_manifest,
     parse_summary,
 )
 from envpack.spec import Spec
 
 
-def load_meta(path: Path) -> tuple[dict[str, str], list[Record], Spec]:
-    """summary, manifest records and Spec of a tarball; ValueError if it is not an envpack one."""
+def read_head(path: Path) -> dict[str, bytes]:
+    """The `.envpack/` members of a tarball's head; ValueError if it cannot be read."""
     try:
-        meta = dict(read_meta(path))
+        return dict(read_meta(path))
     except (OSError, tarfile.TarError, EOFError, RuntimeError) as exc:
         raise ValueError(f"{path}: not a readable tarball ({exc})") from None
+
+
+def load_layers(path: Path) -> Index | None:
+    """The layer index of a tarball (None for an unlayered one)."""
+    meta = read_head(path)
+    if LAYERS not in meta:
+        return None
+    try:
+        return parse_index(meta[LAYERS])
+    except LayoutError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def load_meta(path: Path) -> tuple[dict[str, str], list[Record], Spec]:
+    """summary, manifest records and Spec of a tarball; ValueError if it is not an envpack one."""
+    meta = read_head(path)
     missing = [m for m in (SUMMARY, MANIFEST, SPEC) if m not in meta]
     if missing:
         raise ValueError(f"{path}: not an envpack environment (no {', '.join(missing)})")
@@ -53,11 +72,21 @@ def inspect_command(tarball: Path, as_json: bool) -> None:
     """Show what ENV.tar.gz holds (without unpacking it)."""
     try:
         summary, _records, spec = load_meta(tarball)
+        index = load_layers(tarball)
     except ValueError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}")
         raise SystemExit(2) from None
     if as_json:
-        doc = {"schema": 1, "summary": summary, "spec": json.loads(spec.to_json())}
+        layers = [
+            {"hash": e.hash, "name": e.name, "size": e.size}
+            for e in (index.layers if index is not None else ())
+        ]
+        doc = {
+            "schema": 1,
+            "summary": summary,
+            "layers": layers,
+            "spec": json.loads(spec.to_json()),
+        }
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
         return
     out = Console()
@@ -86,3 +115,7 @@ def inspect_command(tarball: Path, as_json: bool) -> None:
     if local:
         more = ", ..." if len(local) > 5 else ""
         out.print(f"  local files: {len(local)} ({', '.join(local[:5])}{more})")
+    if index is not None:
+        top = sorted(index.layers, key=lambda e: -e.size)[:5]
+        biggest = ", ".join(f"{e.name} {human_size(e.size)}" for e in top)
+        out.print(f"  {len(index.layers)} layers, each unpacked once per node (largest: {biggest})")

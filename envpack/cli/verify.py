@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from envpack.cli.inspect_ import load_meta
-from envpack.layout import MANIFEST, SPEC, SUMMARY, Record
+from envpack.layout import LAYERS, Record, meta_files, parse_index
 from envpack.runtime import runner_path
 from envpack.spec import Spec
 
@@ -46,7 +46,9 @@ print(json.dumps(bad))
 def check_files(root: Path, manifest: list[Record]) -> list[str]:
     """Every manifest entry present with its mode, size, digest or link target; nothing extra."""
     problems: list[str] = []
-    listed: set[str] = {SUMMARY, MANIFEST, SPEC}
+    index_file = root / LAYERS
+    index = parse_index(index_file.read_bytes()) if index_file.is_file() else None
+    listed = meta_files(index)
     for item in manifest:
         listed.add(item.path)
         path = root / item.path

@@ -95,6 +95,30 @@ def test_build_names_vanished_file(project: Project, tmp_path: Path) -> None:
     assert "yaml/vanished.py" in result.output
 
 
+def test_rebuild_after_a_local_edit_compresses_only_the_local_layer(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The user's loop: edit the processor, rebuild; every other layer comes from the piece
+    cache (the default one, in ~/.cache/envpack, as a user has it)."""
+    project = make_project(tmp_path_factory.mktemp("editproj"))
+    spec = project.root / "envpack.json"
+    project.spec.write(spec)
+    out = project.root / "out"
+    first = invoke("build", str(spec), "-o", str(out), "--level", "1")
+    assert first.exit_code == 0, first.output
+    proc = Path(next(f.path for f in project.spec.local if f.arcname == "proc.py"))
+    proc.write_text(proc.read_text() + "\n# tuned the cuts\n")
+    result = invoke("build", str(spec), "-o", str(out), "--level", "1")
+    assert result.exit_code == 0, result.output
+    assert "compressed (local)" in result.stdout
+    layers = json.loads(invoke("inspect", "--json", result.stdout.split()[-1]).stdout)["layers"]
+    assert f"{len(layers) - 1} copied from the piece cache, 1 compressed" in result.stdout
+    assert {layer["name"] for layer in layers} >= {"python", "stdlib", "local", "PyYAML"}
+    assert (
+        Path(first.stdout.split()[-1]).read_bytes() != Path(result.stdout.split()[-1]).read_bytes()
+    )
+
+
 def test_inspect(tarball: Path) -> None:
     result = invoke("inspect", str(tarball))
     assert result.exit_code == 0, result.output
