@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envpack import layout
+from envpack import archive, build, layout, split
 from envpack.runtime import poncho_scripts, run_in_env_path, runner_path
 
 RUNNER = str(runner_path())
@@ -149,15 +149,14 @@ class LayeredEnv:
     trailer: bytes = field(repr=False)
 
     def split(self, where: Path, *, skip: tuple[str, ...] = ()) -> Path:
-        """The split form in ``where``: the head file and every layer file not in ``skip``."""
-        where.mkdir(parents=True, exist_ok=True)
-        suffix = self.tarball.name.removeprefix(f"envpack-{self.hash}")
-        head = where / f"envpack-{self.hash}.head{suffix}"
-        head.write_bytes(self.head + self.trailer)
+        """The split form in ``where`` by envpack.split (what wrap() and the TaskVine helper
+        send), without the layer files in ``skip`` (hashes or names); returns the head file."""
+        form = split.split(self.tarball, where)
+        assert form is not None
         for layer in self.layers:
-            if layer.hash not in skip and layer.name not in skip:
-                (where / f"envpack-layer-{layer.hash}{suffix}").write_bytes(layer.piece)
-        return head
+            if layer.hash in skip or layer.name in skip:
+                (where / layout.layer_file(layer.hash, split.suffix_of(self.tarball))).unlink()
+        return form.head
 
     def layer(self, name: str) -> Layer:
         return next(x for x in self.layers if x.name == name)
@@ -222,30 +221,89 @@ def make_layered_env(
     *,
     groups: dict[str, tuple[str, ...]] | None = None,
     compress: str = "gz",
+    empty_dirs: tuple[str, ...] = (),
     hook: Hook | None = None,
     **kwargs: object,
 ) -> LayeredEnv:
-    """A layered env as layers.md lays it out: the tree of :func:`write_tree` cut into layers
-    (``groups``: layer name -> path prefixes, in order; the rest is the layer ``local``),
-    written as head, layer pieces and trailer, each compressed on its own."""
-    root = base / name
-    env_hash = write_tree(root, **kwargs)  # type: ignore[arg-type]
-    records = records_of(root)
-    order = [*(groups or {}), "local"]
-    parts: dict[str, list[layout.Record]] = {n: [] for n in order}
-    for rec in records:
-        where = next(
-            (n for n, pre in (groups or {}).items() if any(rec.path.startswith(p) for p in pre)),
+    """A layered env: the tree of :func:`write_tree` under ``base/name``, its files grouped
+    into layers (``groups``: layer name -> path prefixes; the rest is the layer ``local``),
+    written by the real writer (envpack.build.write_layered) as ``base/envpack-<hash>.tar.*``,
+    and unpacked by plain tar into ``base/name.tree`` (the tree the runner must assemble).
+    With a ``hook``, the pieces are written here instead, as layers.md lays them out, so the
+    hook can put in a layer what no writer would."""
+    src = base / name
+    env_hash = write_tree(src, **kwargs)  # type: ignore[arg-type]
+
+    def group_of(path: str) -> str:
+        return next(
+            (n for n, pre in (groups or {}).items() if any(path.startswith(p) for p in pre)),
             "local",
         )
-        parts[where].append(rec)
-    layers: list[Layer] = []
-    for lname in order:
-        if not parts[lname]:
-            continue
+
+    tarball = base / f"envpack-{env_hash}.tar.{compress}"
+    if hook is None:
+        entries = [
+            archive.Entry(
+                rec.path,
+                rec.mode,
+                archive.Link(rec.target) if rec.target is not None else src / rec.path,
+                group_of(rec.path),
+            )
+            for rec in records_of(src)
+        ]
+        kept, records = archive.digest(entries)
+        glibc = kwargs.get("glibc")
+        build.write_layered(
+            tarball,
+            kept,
+            records,
+            spec_json=(src / layout.SPEC).read_bytes(),
+            empty_dirs=empty_dirs,
+            glibc=glibc if isinstance(glibc, str) else None,
+            compress="gzip" if compress == "gz" else "zstd",
+        )
+    else:
+        _write_by_hand(src, env_hash, tarball, group_of, compress, hook)
+    index = layout.parse_index(dict(archive.read_meta(tarball))[LAYERS])
+    data = tarball.read_bytes()
+    tree = base / f"{name}.tree"
+    tree.mkdir()
+    # a hostile tarball may not unpack whole (tar refuses its '..' members): that is its point
+    subprocess.run(["tar", "-xf", str(tarball), "-C", str(tree)], check=hook is None)
+    layers = tuple(
+        Layer(
+            e.hash,
+            e.name,
+            tuple(
+                r.path
+                for r in layout.parse_manifest((tree / layout.layer_manifest(e.hash)).read_bytes())
+            ),
+            data[offset : offset + e.size],
+        )
+        for e, offset in index.offsets(len(data))
+    )
+    head = data[: index.head_size(len(data))]
+    return LayeredEnv(tree, env_hash, tarball, layers, head, data[len(data) - index.trailer :])
+
+
+def _write_by_hand(
+    root: Path,
+    env_hash: str,
+    tarball: Path,
+    group_of: Callable[[str], str],
+    compress: str,
+    hook: Hook,
+) -> None:
+    """Head, layer pieces and trailer of the tree at ``root`` as layers.md lays them out."""
+    records = records_of(root)
+    parts: dict[str, list[layout.Record]] = {}
+    for rec in records:
+        parts.setdefault(group_of(rec.path), []).append(rec)
+    layers: list[tuple[str, str, bytes]] = []
+    for lname in sorted(parts):
         manifest = layout.manifest_bytes(parts[lname])
         lhash = layout.manifest_hash(manifest)
-        paths = tuple(r.path for r in sorted(parts[lname], key=lambda r: r.path))
+        paths = tuple(sorted(r.path for r in parts[lname]))
         (root / LAYER_DIR).mkdir(parents=True, exist_ok=True)
         (root / LAYER_DIR / f"{lhash}.json").write_bytes(manifest)
 
@@ -254,44 +312,31 @@ def make_layered_env(
             for d in (layout.META_DIR, LAYER_DIR):
                 tar.addfile(_dir_info(d))
             _member(tar, root, f"{LAYER_DIR}/{lhash}.json")
-            dirs = sorted({p.rsplit("/", 1)[0] for p in paths if "/" in p} | set())
-            every: set[str] = set()
-            for d in dirs:
-                parts_ = d.split("/")
-                every.update("/".join(parts_[: i + 1]) for i in range(len(parts_)))
-            for rel in sorted(every | set(paths)):
-                if rel in every and rel not in paths:
+            dirs: set[str] = set()
+            for p in paths:
+                parts_ = p.split("/")[:-1]
+                dirs.update("/".join(parts_[: i + 1]) for i in range(len(parts_)))
+            for rel in sorted(dirs | set(paths)):
+                if rel in dirs:
                     tar.addfile(_dir_info(rel))
                 else:
                     _member(tar, root, rel)
-            if hook is not None:
-                hook(lname, tar)
+            hook(lname, tar)
 
-        layers.append(Layer(lhash, lname, paths, _compress(_fragment(fill), compress)))
+        layers.append((lhash, lname, _compress(_fragment(fill), compress)))
     trailer = _compress(b"\0" * 1024, compress)
     index = (
         "envpack-layers 1\n"
-        + "".join(f"{x.hash} {len(x.piece)} {x.name}\n" for x in layers)
+        + "".join(f"{h} {len(piece)} {n}\n" for h, n, piece in layers)
         + f"trailer {len(trailer)}\n"
     )
     (root / LAYERS).write_text(index)
     # the summary counts the whole unpacked tree, layer manifests and index included
-    summary = root / layout.SUMMARY
-    summary.unlink()
-    extra = {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in (root / layout.META_DIR).rglob("*")
-        if p.is_file() and p.relative_to(root).as_posix() in (
-            layout.MANIFEST, layout.SPEC, LAYERS,
-            *(f"{LAYER_DIR}/{x.hash}.json" for x in layers),
-        )
-    }  # fmt: skip
-    summary.write_bytes(layout.summary_bytes(env_hash, records, extra))
-
+    meta = [layout.MANIFEST, layout.SPEC, LAYERS, *(f"{LAYER_DIR}/{h}.json" for h, _, _ in layers)]
+    extra = {rel: (root / rel).read_bytes() for rel in meta}
+    (root / layout.SUMMARY).write_bytes(layout.summary_bytes(env_hash, records, extra))
     head = head_piece(root, compress)
-    tarball = base / f"envpack-{env_hash}.tar.{compress}"
-    tarball.write_bytes(head + b"".join(x.piece for x in layers) + trailer)
-    return LayeredEnv(root, env_hash, tarball, tuple(layers), head, trailer)
+    tarball.write_bytes(head + b"".join(piece for _, _, piece in layers) + trailer)
 
 
 def run(

@@ -462,3 +462,13 @@ def test_eviction_counts_a_shared_layer_once_and_keeps_what_an_env_in_use_needs(
     assert sum(line.startswith("evicted-layer") for line in res.stdout.splitlines()) == 5
     assert not [p for p in (cache / "layers").iterdir() if not p.name.endswith(".lock")]
     assert res.stdout.splitlines()[-1].endswith(" 0 0")
+
+
+def test_the_head_s_empty_dirs_are_the_env_s(tmp_path: Path) -> None:
+    env = _env(tmp_path, empty_dirs=("lib/empty", "lib/shared/none"))
+    cache = tmp_path / "c"
+    res = run(["-e", str(env.tarball), "true"], cache=cache, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for rel in ("lib/empty", "lib/shared/none"):
+        assert (cache / env.hash / rel).is_dir()
+        assert (env.root / rel).is_dir()  # as plain tar gives it
