@@ -6,6 +6,10 @@ installed). Where the cache is and how eviction works are the runner's own: this
 is ``<cache>/<16 hex>/`` with its lock ``<hash>.lock`` beside it; the lock file's mtime is the
 last use and its text the bytes the entry really occupies; an entry is in use while anyone holds
 its lock (a task holds it shared for as long as it runs), and is never removed then.
+
+A layered env's entry is hard links into the layer store, ``<cache>/layers/<lhash>/`` (lock
+``layers/<lhash>.lock``, text use=N): an entry's size is then what it alone holds, and each
+layer counts once however many entries share it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from envpack import layout
 from envpack.errors import EnvpackError, UsageError
 from envpack.runtime import EXIT_USAGE, runner_path
 
+LAYER_STORE = "layers"
+"""The node's layer store: a directory of the cache, so entries can hard-link its files."""
+
 
 class CacheError(EnvpackError):
     """The cache directory cannot be found, read or changed."""
@@ -36,6 +43,23 @@ class CacheEntry:
     size: int  # bytes on disk, as the runner recorded at unpack (else from .envpack/summary)
     last_use: float  # epoch seconds (the lock file's mtime)
     in_use: bool
+    layers: tuple[str, ...] = ()  # the layer hashes it is assembled from (none: unlayered)
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """One layer in the node's layer store."""
+
+    hash: str
+    path: Path
+    name: str  # the label the envs' indexes give it ("" when no env lists it)
+    size: int  # bytes on disk, as the runner recorded when the layer entered the store
+    shared_by: int  # how many entries list it
+
+
+def saving(layers: list[LayerEntry]) -> int:
+    """Bytes the store saves: each layer once instead of once per entry that holds it."""
+    return sum(layer.size * (layer.shared_by - 1) for layer in layers if layer.shared_by > 1)
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,7 @@ class PruneResult:
     size_before: int
     size_after: int
     limit: int
+    layers_removed: tuple[LayerEntry, ...] = ()  # layers no remaining entry lists
 
 
 def _runner(args: list[str], environ: Mapping[str, str] | None) -> subprocess.CompletedProcess[str]:
@@ -96,16 +121,26 @@ def _try_lock(lock: Path) -> Iterator[bool]:
         os.close(fd)  # closing the last fd of the description releases the lock
 
 
-def _size(cache: Path, name: str) -> int:
+def _size(cache: Path, name: str, *, tree: bool = True) -> int:
     with contextlib.suppress(OSError):
         use = layout.lock_use((cache / layout.lock_name(name)).read_bytes())
         if use is not None:
             return use
+    if not tree:
+        return 0
     with contextlib.suppress(OSError):
         value = layout.parse_summary((cache / name / layout.SUMMARY).read_bytes()).get("bytes")
         if value and value.isdigit():
             return int(value)
     return 0
+
+
+def _index(root: Path) -> layout.Index | None:
+    """The layer index of an unpacked tree, None when it has none (or one this cannot read)."""
+    try:
+        return layout.parse_index((root / layout.LAYERS).read_bytes())
+    except (OSError, layout.LayoutError):
+        return None
 
 
 def _entry(cache: Path, name: str) -> CacheEntry:
@@ -117,7 +152,34 @@ def _entry(cache: Path, name: str) -> CacheEntry:
         last_use = path.stat().st_mtime
     with _try_lock(lock) as free:
         in_use = not free
-    return CacheEntry(name, path, _size(cache, name), last_use, in_use)
+    index = _index(path)
+    layers = tuple(e.hash for e in index.layers) if index else ()
+    return CacheEntry(name, path, _size(cache, name), last_use, in_use, layers)
+
+
+def list_layers(cache: Path) -> list[LayerEntry]:
+    """Every layer in the store of ``cache``, most shared first, then largest."""
+    store = cache / LAYER_STORE
+    try:
+        names = [p.name for p in store.iterdir() if layout.is_hash(p.name) and p.is_dir()]
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise CacheError(f"cannot read the layer store {store}: {exc.strerror}") from None
+    users: dict[str, int] = {}
+    labels: dict[str, str] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for item in cache.iterdir():
+            if layout.is_hash(item.name) and item.is_dir():
+                index = _index(item)
+                for e in index.layers if index else ():
+                    users[e.hash] = users.get(e.hash, 0) + 1
+                    labels.setdefault(e.hash, e.name)
+    out = [
+        LayerEntry(n, store / n, labels.get(n, ""), _size(store, n, tree=False), users.get(n, 0))
+        for n in names
+    ]
+    return sorted(out, key=lambda x: (-x.shared_by, -x.size, x.hash))
 
 
 def list_entries(cache: Path) -> list[CacheEntry]:
@@ -136,6 +198,7 @@ def prune(cache: Path, limit: str | int | None = None) -> PruneResult:
     size with a K/M/G/T suffix; default $ENVPACK_CACHE_MAX, else 20G), by the runner's own
     eviction: an entry in use is skipped, never waited for; leftovers of dead runners go too."""
     before = {e.hash: e for e in list_entries(cache)}
+    layers_before = {x.hash: x for x in list_layers(cache)}
     env = {**os.environ, "ENVPACK_CACHE": str(cache)}
     if limit is not None:
         env["ENVPACK_CACHE_MAX"] = str(limit)
@@ -147,6 +210,7 @@ def prune(cache: Path, limit: str | int | None = None) -> PruneResult:
     removed: list[CacheEntry] = []
     kept: list[CacheEntry] = []
     stale: list[Path] = []
+    layers: list[LayerEntry] = []
     total = (0, 0, 0)
     for line in res.stdout.splitlines():
         kind, _, rest = line.partition(" ")
@@ -154,19 +218,27 @@ def prune(cache: Path, limit: str | int | None = None) -> PruneResult:
             name, _, size = rest.partition(" ")
             entry = before.get(name) or CacheEntry(name, cache / name, int(size), 0.0, False)
             (removed if kind == "evicted" else kept).append(entry)
+        elif kind == "evicted-layer":
+            name, _, size = rest.partition(" ")
+            layer = layers_before.get(name)
+            layers.append(layer or LayerEntry(name, cache / LAYER_STORE / name, "", int(size), 0))
         elif kind == "stale":
             stale.append(Path(rest))
         elif kind == "total":
             a, b, c = (int(x) for x in rest.split())
             total = (a, b, c)
-    return PruneResult(tuple(removed), tuple(kept), tuple(stale), *total)
+    return PruneResult(tuple(removed), tuple(kept), tuple(stale), *total, tuple(layers))
 
 
 __all__ = [
+    "LAYER_STORE",
     "CacheEntry",
     "CacheError",
+    "LayerEntry",
     "PruneResult",
     "cache_dir",
     "list_entries",
+    "list_layers",
     "prune",
+    "saving",
 ]

@@ -9,15 +9,19 @@ the real `tar`, members relative to the root, `.envpack/` first.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from envpack import layout
+from envpack import archive, build, layout, split
 from envpack.runtime import poncho_scripts, run_in_env_path, runner_path
 
 RUNNER = str(runner_path())
@@ -121,6 +125,218 @@ def make_env(base: Path, name: str = "env", **kwargs: object) -> Env:
     env_hash = write_tree(root, **kwargs)  # type: ignore[arg-type]
     tarball = pack(root, base / f"envpack-{env_hash}.tar.gz")
     return Env(root, env_hash, tarball)
+
+
+LAYERS = f"{layout.META_DIR}/layers"
+LAYER_DIR = f"{layout.META_DIR}/layer"
+
+
+@dataclass(frozen=True)
+class Layer:
+    hash: str
+    name: str
+    paths: tuple[str, ...]  # the manifest paths it holds
+    piece: bytes  # its compressed piece, as it sits in the single file
+
+
+@dataclass(frozen=True)
+class LayeredEnv:
+    root: Path  # the tree as `tar xzf` of the single file gives it
+    hash: str
+    tarball: Path  # the single file envpack-<hash>.tar.gz (or .tar.zst)
+    layers: tuple[Layer, ...]
+    head: bytes = field(repr=False)  # the head piece
+    trailer: bytes = field(repr=False)
+
+    def split(self, where: Path, *, skip: tuple[str, ...] = ()) -> Path:
+        """The split form in ``where`` by envpack.split (what wrap() and the TaskVine helper
+        send), without the layer files in ``skip`` (hashes or names); returns the head file."""
+        form = split.split(self.tarball, where)
+        assert form is not None
+        for layer in self.layers:
+            if layer.hash in skip or layer.name in skip:
+                (where / layout.layer_file(layer.hash, split.suffix_of(self.tarball))).unlink()
+        return form.head
+
+    def layer(self, name: str) -> Layer:
+        return next(x for x in self.layers if x.name == name)
+
+
+# A hook to tamper with a layer's tar fragment: called with the layer's name and the open
+# tarfile after its members are in, it may add members the layer's manifest does not list.
+Hook = Callable[[str, tarfile.TarFile], None]
+
+
+def _compress(data: bytes, compress: str) -> bytes:
+    if compress == "gz":
+        return gzip.compress(data, mtime=0)
+    return subprocess.run(["zstd", "-q", "-c"], input=data, capture_output=True, check=True).stdout
+
+
+def _dir_info(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    return info
+
+
+def _member(tar: tarfile.TarFile, root: Path, rel: str) -> None:
+    path = root / rel
+    info = tarfile.TarInfo(rel)
+    info.mtime = 0
+    if path.is_symlink():
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(path)
+        info.mode = 0o777
+        tar.addfile(info)
+        return
+    data = path.read_bytes()
+    info.size = len(data)
+    info.mode = 0o755 if path.stat().st_mode & 0o100 else 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _fragment(fill: Callable[[tarfile.TarFile], None]) -> bytes:
+    """Tar members with no end-of-archive blocks (tarfile writes those only on close)."""
+    buf = io.BytesIO()
+    tar = tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT)  # noqa: SIM115
+    fill(tar)
+    return buf.getvalue()
+
+
+def head_piece(root: Path, compress: str = "gz") -> bytes:
+    """The head of the tree at ``root`` as it is now (a test may have changed its index)."""
+
+    def fill(tar: tarfile.TarFile) -> None:
+        tar.addfile(_dir_info(layout.META_DIR))
+        for rel in (layout.SUMMARY, layout.MANIFEST, layout.SPEC, LAYERS):
+            _member(tar, root, rel)
+
+    return _compress(_fragment(fill), compress)
+
+
+def make_layered_env(
+    base: Path,
+    name: str = "env",
+    *,
+    groups: dict[str, tuple[str, ...]] | None = None,
+    compress: str = "gz",
+    empty_dirs: tuple[str, ...] = (),
+    hook: Hook | None = None,
+    **kwargs: object,
+) -> LayeredEnv:
+    """A layered env: the tree of :func:`write_tree` under ``base/name``, its files grouped
+    into layers (``groups``: layer name -> path prefixes; the rest is the layer ``local``),
+    written by the real writer (envpack.build.write_layered) as ``base/envpack-<hash>.tar.*``,
+    and unpacked by plain tar into ``base/name.tree`` (the tree the runner must assemble).
+    With a ``hook``, the pieces are written here instead, as layers.md lays them out, so the
+    hook can put in a layer what no writer would."""
+    src = base / name
+    env_hash = write_tree(src, **kwargs)  # type: ignore[arg-type]
+
+    def group_of(path: str) -> str:
+        return next(
+            (n for n, pre in (groups or {}).items() if any(path.startswith(p) for p in pre)),
+            "local",
+        )
+
+    tarball = base / f"envpack-{env_hash}.tar.{compress}"
+    if hook is None:
+        entries = [
+            archive.Entry(
+                rec.path,
+                rec.mode,
+                archive.Link(rec.target) if rec.target is not None else src / rec.path,
+                group_of(rec.path),
+            )
+            for rec in records_of(src)
+        ]
+        kept, records = archive.digest(entries)
+        glibc = kwargs.get("glibc")
+        build.write_layered(
+            tarball,
+            kept,
+            records,
+            spec_json=(src / layout.SPEC).read_bytes(),
+            empty_dirs=empty_dirs,
+            glibc=glibc if isinstance(glibc, str) else None,
+            compress="gzip" if compress == "gz" else "zstd",
+        )
+    else:
+        _write_by_hand(src, env_hash, tarball, group_of, compress, hook)
+    index = layout.parse_index(dict(archive.read_meta(tarball))[LAYERS])
+    data = tarball.read_bytes()
+    tree = base / f"{name}.tree"
+    tree.mkdir()
+    # a hostile tarball may not unpack whole (tar refuses its '..' members): that is its point
+    subprocess.run(["tar", "-xf", str(tarball), "-C", str(tree)], check=hook is None)
+    layers = tuple(
+        Layer(
+            e.hash,
+            e.name,
+            tuple(
+                r.path
+                for r in layout.parse_manifest((tree / layout.layer_manifest(e.hash)).read_bytes())
+            ),
+            data[offset : offset + e.size],
+        )
+        for e, offset in index.offsets(len(data))
+    )
+    head = data[: index.head_size(len(data))]
+    return LayeredEnv(tree, env_hash, tarball, layers, head, data[len(data) - index.trailer :])
+
+
+def _write_by_hand(
+    root: Path,
+    env_hash: str,
+    tarball: Path,
+    group_of: Callable[[str], str],
+    compress: str,
+    hook: Hook,
+) -> None:
+    """Head, layer pieces and trailer of the tree at ``root`` as layers.md lays them out."""
+    records = records_of(root)
+    parts: dict[str, list[layout.Record]] = {}
+    for rec in records:
+        parts.setdefault(group_of(rec.path), []).append(rec)
+    layers: list[tuple[str, str, bytes]] = []
+    for lname in sorted(parts):
+        manifest = layout.manifest_bytes(parts[lname])
+        lhash = layout.manifest_hash(manifest)
+        paths = tuple(sorted(r.path for r in parts[lname]))
+        (root / LAYER_DIR).mkdir(parents=True, exist_ok=True)
+        (root / LAYER_DIR / f"{lhash}.json").write_bytes(manifest)
+
+        def fill(tar: tarfile.TarFile, lname: str = lname, paths: tuple[str, ...] = paths,
+                 lhash: str = lhash) -> None:  # fmt: skip
+            for d in (layout.META_DIR, LAYER_DIR):
+                tar.addfile(_dir_info(d))
+            _member(tar, root, f"{LAYER_DIR}/{lhash}.json")
+            dirs: set[str] = set()
+            for p in paths:
+                parts_ = p.split("/")[:-1]
+                dirs.update("/".join(parts_[: i + 1]) for i in range(len(parts_)))
+            for rel in sorted(dirs | set(paths)):
+                if rel in dirs:
+                    tar.addfile(_dir_info(rel))
+                else:
+                    _member(tar, root, rel)
+            hook(lname, tar)
+
+        layers.append((lhash, lname, _compress(_fragment(fill), compress)))
+    trailer = _compress(b"\0" * 1024, compress)
+    index = (
+        "envpack-layers 1\n"
+        + "".join(f"{h} {len(piece)} {n}\n" for h, n, piece in layers)
+        + f"trailer {len(trailer)}\n"
+    )
+    (root / LAYERS).write_text(index)
+    # the summary counts the whole unpacked tree, layer manifests and index included
+    meta = [layout.MANIFEST, layout.SPEC, LAYERS, *(f"{LAYER_DIR}/{h}.json" for h, _, _ in layers)]
+    extra = {rel: (root / rel).read_bytes() for rel in meta}
+    (root / layout.SUMMARY).write_bytes(layout.summary_bytes(env_hash, records, extra))
+    head = head_piece(root, compress)
+    tarball.write_bytes(head + b"".join(piece for _, _, piece in layers) + trailer)
 
 
 def run(

@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 
 from envpack.errors import UsageError
-from envpack.runtime.cache import CacheError, cache_dir, list_entries, prune
-from tests.runtime.envs import Env, cache_entries, make_env, run
+from envpack.runtime.cache import (
+    CacheError,
+    cache_dir,
+    list_entries,
+    list_layers,
+    prune,
+    saving,
+)
+from tests.runtime.envs import Env, cache_entries, make_env, make_layered_env, run
 
 
 def _fill(tmp_path: Path, n: int) -> tuple[Path, list[Env]]:
@@ -133,3 +140,30 @@ def test_prune_removes_stale_temp_dirs_only(tmp_path: Path) -> None:
     assert set(result.stale_removed) == {dead, evict_list}
     assert result.removed == ()
     assert not dead.exists() and busy.exists() and not evict_list.exists()
+
+
+def test_layers_are_listed_once_with_their_sharing_and_pruned_when_unused(tmp_path: Path) -> None:
+    groups = {"python": ("bin/",), "shared": ("lib/shared/",)}
+    shared = {"lib/shared/blob.bin": os.urandom(200_000)}
+    envs = [
+        make_layered_env(tmp_path / w, groups=groups, files={**shared, f"lib/{w}.py": w}, salt=w)
+        for w in ("a", "b")
+    ]
+    cache = tmp_path / "cache"
+    for e in envs:
+        assert run(["-e", str(e.tarball), "true"], cache=cache, cwd=tmp_path).returncode == 0
+    entries = list_entries(cache)
+    assert {e.hash for e in entries} == {e.hash for e in envs}
+    assert all(len(e.layers) == 3 and e.size < 50_000 for e in entries)  # their own: the head
+    layers = list_layers(cache)
+    by_name = {x.name: x for x in layers if x.shared_by == 2}
+    assert set(by_name) == {"python", "shared"}
+    assert by_name["shared"].size >= 200_000
+    assert [x.shared_by for x in layers].count(1) == 2  # each env's own "local"
+    assert saving(layers) == by_name["python"].size + by_name["shared"].size
+    # prune to nothing: both envs go, then every layer (none listed any more)
+    result = prune(cache, 0)
+    assert {e.hash for e in result.removed} == {e.hash for e in envs}
+    assert len(result.layers_removed) == 4
+    assert {x.name for x in result.layers_removed} >= {"python", "shared"}
+    assert list_layers(cache) == [] and result.size_after == 0

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from envpack.cli.main import main
 from envpack.runtime import runner_path
 from envpack.runtime.cache import list_entries
-from tests.runtime.envs import cache_entries, make_env, run
+from tests.runtime.envs import cache_entries, make_env, make_layered_env, run
 
 
 def _cache_with(tmp_path: Path, n: int) -> tuple[Path, list[str]]:
@@ -78,3 +78,27 @@ def test_cache_prune_bad_size(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["cache", "prune", "--cache", str(tmp_path), "--max", "big"])
     assert res.exit_code == 2
     assert "not a size" in res.output
+
+
+def test_cache_ls_and_prune_show_layers(tmp_path: Path) -> None:
+    groups = {"python": ("bin/",)}
+    envs = [make_layered_env(tmp_path / w, groups=groups, salt=w) for w in ("a", "b")]
+    cache = tmp_path / "cache"
+    for e in envs:
+        assert run(["-e", str(e.tarball), "true"], cache=cache, cwd=tmp_path).returncode == 0
+    res = CliRunner().invoke(main, ["cache", "ls", "--cache", str(cache)])
+    assert res.exit_code == 0, res.output
+    python = envs[0].layer("python")
+    assert any(
+        line.startswith(python.hash) and line.endswith("2 envs  python")
+        for line in res.output.splitlines()
+    ), res.output
+    assert "3 layers" in res.output and "sharing saves" in res.output
+    doc = json.loads(
+        CliRunner().invoke(main, ["cache", "ls", "--cache", str(cache), "--json"]).output
+    )
+    assert {x["hash"]: x["shared_by"] for x in doc["layers"]}[python.hash] == 2
+    assert doc["saving"] > 0 and all(len(e["layers"]) == 2 for e in doc["entries"])
+    res = CliRunner().invoke(main, ["cache", "prune", "--cache", str(cache), "--max", "0"])
+    assert res.exit_code == 0, res.output
+    assert f"removed layer {python.hash} python" in res.output
