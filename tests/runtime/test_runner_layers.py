@@ -160,7 +160,7 @@ def test_split_form_needs_only_the_layers_the_store_lacks(tmp_path: Path) -> Non
     assert all(not n.startswith("layers/.tmp") for n in _leftovers(cache2))
     # a layer file of the wrong size is refused before it is read
     head = b.split(tmp_path / "sb-c")
-    layer_file = head.parent / f"envpack-layer-{own.hash}.tar.gz"
+    layer_file = head.parent / layout.layer_file(own.hash, len(own.piece), ".tar.gz")
     layer_file.write_bytes(own.piece + b"\0")
     res = run(["-e", str(head), "true"], cache=tmp_path / "c3", cwd=tmp_path)
     assert res.returncode == EXIT_CORRUPT, res.stderr
@@ -211,7 +211,7 @@ def test_kill9_mid_layer_and_mid_assembly_then_a_clean_run(tmp_path: Path) -> No
     own = b.layer("own")
     sandbox = tmp_path / "sb"
     head = b.split(sandbox, skip=(own.hash,))
-    fifo = sandbox / f"envpack-layer-{own.hash}.tar.gz"
+    fifo = sandbox / layout.layer_file(own.hash, len(own.piece), ".tar.gz")
     os.mkfifo(fifo)
     proc = subprocess.Popen(
         [SHELL, RUNNER, "-e", str(head), "true"],
