@@ -523,9 +523,9 @@ class PieceCache:
         return final
 
     def prune(self, keep: Iterable[str] = (), *, suffix: str | None = None) -> int:
-        """Remove least recently used files past the bound: pieces (``keep``: keys), or with
-        ``suffix=""`` any file (``keep``: names); never a temp file younger than an hour (a live
-        build's). Returns the bytes removed."""
+        """Remove least recently used files (the later of atime and mtime) past the bound:
+        pieces (``keep``: keys), or with ``suffix=""`` any file (``keep``: names); never a temp
+        file younger than an hour (a live build's). Returns the bytes removed."""
         if suffix is None:
             kept = {self.path(k).name for k in keep}
             suffix = ".piece"
@@ -552,7 +552,7 @@ class PieceCache:
                 continue
             total += st.st_size
             if item.name not in kept:
-                items.append((st.st_mtime, st.st_size, path))
+                items.append((max(st.st_atime, st.st_mtime), st.st_size, path))
         removed = 0
         for _, size, path in sorted(items):
             if total <= self.max_bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tarfile
 import tempfile
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,8 +93,10 @@ def _write_ranges(src: BinaryIO, dst: Path, ranges: list[tuple[int, int]]) -> No
     it is when it already has the right size (layer files are named after their content)."""
     want = sum(n for _, n in ranges)
     try:
-        if dst.stat().st_size == want:
-            os.utime(dst)  # its mtime is its last use
+        st = dst.stat()
+        if st.st_size == want:
+            # its atime is its last use; never its mtime: Work Queue would see a changed file
+            os.utime(dst, ns=(time.time_ns(), st.st_mtime_ns))
             return
     except FileNotFoundError:
         pass
