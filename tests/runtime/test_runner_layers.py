@@ -472,3 +472,14 @@ def test_the_head_s_empty_dirs_are_the_env_s(tmp_path: Path) -> None:
     for rel in ("lib/empty", "lib/shared/none"):
         assert (cache / env.hash / rel).is_dir()
         assert (env.root / rel).is_dir()  # as plain tar gives it
+
+
+def test_a_layered_tarball_without_its_suffix_unpacks(tmp_path: Path) -> None:
+    """coffea's WorkQueueExecutor sends environment_file= under the remote name "env_file": the
+    runner tells gzip by its magic bytes, since a layer's piece reaches tar through a pipe."""
+    a = _env(tmp_path, "a")
+    bare = tmp_path / "env_file"
+    shutil.copy(a.tarball, bare)
+    res = run(["-d", "-e", str(bare), "true"], cache=tmp_path / "c", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert len(_layer_lines(res.stderr, "unpacked")) == len(a.layers)
