@@ -49,10 +49,14 @@ def _site_files(graph: ImportGraph) -> dict[str, str]:
     return {n: m.path for n, m in graph.modules.items() if m.kind == "site" and m.path}
 
 
-@pytest.fixture()
-def two_venvs(tmp_path: Path, fixture_venv: FixtureVenv) -> tuple[Path, Path]:
-    return _venv(tmp_path / "alice" / "venv", fixture_venv), _venv(
-        tmp_path / "bob" / "elsewhere", fixture_venv
+@pytest.fixture(scope="module")
+def two_venvs(
+    tmp_path_factory: pytest.TempPathFactory, fixture_venv: FixtureVenv
+) -> tuple[Path, Path]:
+    """Made once for the module (2 s each); a test that edits one puts the file back."""
+    tmp = tmp_path_factory.mktemp("two-venvs")
+    return _venv(tmp / "alice" / "venv", fixture_venv), _venv(
+        tmp / "bob" / "elsewhere", fixture_venv
     )
 
 
@@ -112,15 +116,18 @@ def test_an_edit_record_does_not_know_of_is_seen(
     assert "import sys\n" in text
     common.write_text(text.replace("import sys\n", "import ssl\n", 1))
     os.utime(common, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert common.stat().st_size == st.st_size and common.stat().st_mtime_ns == st.st_mtime_ns
-    assert rows["fxpsutil/_common.py"] != "sha256=" + digest(common.read_bytes())
+    try:
+        assert common.stat().st_size == st.st_size and common.stat().st_mtime_ns == st.st_mtime_ns
+        assert rows["fxpsutil/_common.py"] != "sha256=" + digest(common.read_bytes())
 
-    second = _analyze(tmp_path, second_py)
-    assert "ssl" in second.modules
-    assert second.modules["ssl"].chain[-2:] == ("fxpsutil._common", "ssl")
-    # Read: _common.py (its ctime moved) and the stdlib modules ssl brings, new to the walk.
-    new = {n for n, m in second.modules.items() if n not in before.modules and m.path}
-    new = {n for n in new if (second.modules[n].path or "").endswith(".py")}
-    assert second.parse_stats.hashed == 1 + len(new)
-    # The first venv's file is untouched and still served from the cache.
-    assert "ssl" not in _analyze(tmp_path, first_py).modules
+        second = _analyze(tmp_path, second_py)
+        assert "ssl" in second.modules
+        assert second.modules["ssl"].chain[-2:] == ("fxpsutil._common", "ssl")
+        # Read: _common.py (its ctime moved) and the stdlib modules ssl brings, new to the walk.
+        new = {n for n, m in second.modules.items() if n not in before.modules and m.path}
+        new = {n for n in new if (second.modules[n].path or "").endswith(".py")}
+        assert second.parse_stats.hashed == 1 + len(new)
+        # The first venv's file is untouched and still served from the cache.
+        assert "ssl" not in _analyze(tmp_path, first_py).modules
+    finally:
+        common.write_text(text)  # the venvs are the module's
