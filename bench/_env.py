@@ -74,8 +74,8 @@ class Venv:
 
 COFFEA07 = Venv(VENV, PINS)
 """coffea 0.7.31: the benchmarks' workload venv."""
-DASKVINE = Venv(CACHE / "coffea2025-venv", BENCH / "requirements-coffea2025.txt")
-"""coffea 2025.7.3 with dask-awkward and the dask DaskVine accepts (see the pins' comment)."""
+DASKVINE = Venv(CACHE / "coffea2026-venv", BENCH / "requirements-coffea2026.txt")
+"""coffea 2026.9.0 with dask-awkward and the dask DaskVine accepts (see the pins' comment)."""
 DATA = CACHE / "data"
 # The interpreter the venv is made with: the pyenv 3.11 this project targets.
 BASE_PYTHON = os.environ.get("ENVPACK_BENCH_PYTHON") or shutil.which("python3.11") or "python3"

@@ -497,8 +497,8 @@ def build_engine_env(
 DAK_PINS = ("awkward==2.14.0", "awkward_cpp==57", "numpy==2.4.6", "dask-awkward==2025.5.0",
             "cachetools==8.0.2")  # fmt: skip
 """dask-awkward without coffea, next to the [test] extra's dask 2025.3.0 (which DaskVine
-accepts): dask-awkward 2025.5.0 declares dask<2025.4.0; awkward, numpy as coffea 2025.7.3
-resolves them (bench/requirements-coffea2025.txt)."""
+accepts): dask-awkward 2025.5.0 declares dask<2025.4.0; awkward, numpy as coffea 2026.9.0
+resolves them (bench/requirements-coffea2026.txt)."""
 
 DAK_VENV = (
     Path(os.environ.get("ENVPACK_BENCH_CACHE", Path.home() / ".cache" / "envpack-bench"))

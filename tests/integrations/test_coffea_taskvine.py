@@ -33,7 +33,7 @@ def _coffea_venv(which: str, cctools: Cctools) -> Path:
     imports ndcctools and the analysis sees what DaskVine's worker side imports."""
     from bench import _env
 
-    venv = {"0.7.31": _env.COFFEA07, "2025.7.3": _env.DASKVINE}[which]
+    venv = {"0.7.31": _env.COFFEA07, "2026.9.0": _env.DASKVINE}[which]
     with _locked(venv.root.parent / f"{venv.root.name}.lock"):
         python = _env.ensure_venv(venv)
         site = next((venv.root / "lib").glob("python3*/site-packages"))
@@ -64,7 +64,7 @@ def _in_env(report: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     ("coffea", "defined_in"),
-    [("0.7.31", "module"), ("0.7.31", "notebook"), ("2025.7.3", "module")],
+    [("0.7.31", "module"), ("0.7.31", "notebook"), ("2026.9.0", "module")],
 )
 def test_coffeas_taskvine_executor_runs_the_processor_inside_the_environment(
     taskvine: TaskVine,
@@ -127,7 +127,7 @@ def test_coffeas_taskvine_executor_runs_the_processor_inside_the_environment(
 def test_a_coffea_dask_awkward_histogram_runs_through_daskvine_inside_the_environment(
     taskvine: TaskVine, cctools: Cctools, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """coffea 2025.7.3's NanoEvents in dask mode over the bench's NanoAOD files, a hist.dask
+    """coffea 2026.9.0's NanoEvents in dask mode over the bench's NanoAOD files, a hist.dask
     histogram and the user's numpy one of the selected muons' pT, computed with
     `dask.compute(..., scheduler=m.get, **ev.dask_options(f))` inside the env built for DaskVine
     from the user's module; both equal dask's synchronous scheduler's, here."""
@@ -137,7 +137,7 @@ def test_a_coffea_dask_awkward_histogram_runs_through_daskvine_inside_the_enviro
     reason = can_hide(tmp_path)
     if reason:
         pytest.skip(reason)
-    python = _coffea_venv("2025.7.3", cctools)
+    python = _coffea_venv("2026.9.0", cctools)
     files = ensure_data()
     shared = _shared_dir(tmp_path_factory) / "coffea-daskvine"
     with _locked(shared.parent / f"{shared.name}.lock"):
