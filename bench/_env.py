@@ -62,6 +62,20 @@ PINS = BENCH / "requirements-coffea.txt"
 
 CACHE = Path(os.environ.get("ENVPACK_BENCH_CACHE", Path.home() / ".cache" / "envpack-bench"))
 VENV = CACHE / "coffea-venv"
+
+
+@dataclass(frozen=True)
+class Venv:
+    """A cached venv made from a pins file."""
+
+    root: Path
+    pins: Path
+
+
+COFFEA07 = Venv(VENV, PINS)
+"""coffea 0.7.31: the benchmarks' workload venv."""
+DASKVINE = Venv(CACHE / "coffea2026-venv", BENCH / "requirements-coffea2026.txt")
+"""coffea 2026.9.0 with dask-awkward and the dask DaskVine accepts (see the pins' comment)."""
 DATA = CACHE / "data"
 # The interpreter the venv is made with: the pyenv 3.11 this project targets.
 BASE_PYTHON = os.environ.get("ENVPACK_BENCH_PYTHON") or shutil.which("python3.11") or "python3"
@@ -80,24 +94,25 @@ def site_packages() -> Path:
     return next((VENV / "lib").glob("python3*/site-packages"))
 
 
-def _pins_digest() -> str:
-    return hashlib.sha256(PINS.read_bytes()).hexdigest()[:16]
+def _pins_digest(pins: Path = PINS) -> str:
+    return hashlib.sha256(pins.read_bytes()).hexdigest()[:16]
 
 
-def ensure_venv() -> Path:
-    """The coffea venv's python, created from the pins if missing or stale."""
-    stamp = VENV / ".envpack-bench-pins"
-    if stamp.exists() and stamp.read_text().strip() == _pins_digest():
-        return venv_python()
-    log(f"creating the coffea venv at {VENV} (once; a few minutes)")
-    if VENV.exists():
-        shutil.rmtree(VENV)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run([BASE_PYTHON, "-m", "venv", str(VENV)], check=True)
-    pip = [str(venv_python()), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(PINS)], check=True)
-    stamp.write_text(_pins_digest() + "\n")
-    return venv_python()
+def ensure_venv(venv: Venv = COFFEA07) -> Path:
+    """The venv's python, created from its pins if missing or stale."""
+    python = venv.root / "bin" / "python"
+    stamp = venv.root / ".envpack-bench-pins"
+    if stamp.exists() and stamp.read_text().strip() == _pins_digest(venv.pins):
+        return python
+    log(f"creating the venv at {venv.root} from {venv.pins.name} (once; a few minutes)")
+    if venv.root.exists():
+        shutil.rmtree(venv.root)
+    venv.root.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([BASE_PYTHON, "-m", "venv", str(venv.root)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-r", str(venv.pins)], check=True)
+    stamp.write_text(_pins_digest(venv.pins) + "\n")
+    return python
 
 
 def ensure_data() -> list[Path]:

@@ -490,3 +490,46 @@ def build_engine_env(
         )
         ready.write_text(json.dumps({"tarball": str(env.path)}))
         return Path(env.path)
+
+
+# --- dask-awkward through DaskVine (the default suite's light stack) --------------------------
+
+DAK_PINS = ("awkward==2.14.0", "awkward_cpp==57", "numpy==2.4.6", "dask-awkward==2025.5.0",
+            "cachetools==8.0.2")  # fmt: skip
+"""dask-awkward without coffea, next to the [test] extra's dask 2025.3.0 (which DaskVine
+accepts): dask-awkward 2025.5.0 declares dask<2025.4.0; awkward, numpy as coffea 2026.9.0
+resolves them (bench/requirements-coffea2026.txt)."""
+
+DAK_VENV = (
+    Path(os.environ.get("ENVPACK_BENCH_CACHE", Path.home() / ".cache" / "envpack-bench"))
+    / "dask-awkward-venv"
+)
+
+
+@pytest.fixture(scope="session")
+def dak_venv(cctools: Cctools) -> EngineVenv:
+    """The engine venv plus awkward and dask-awkward of its own: the user's venv for the light
+    DaskVine test. Installed from PyPI once (about 30 MB of wheels, no resolution: exact pins,
+    --no-deps) under ~/.cache/envpack-bench, not into the test venv, so no other test analyzes
+    numpy; layered on this venv and cctools' site-packages like `engine_venv`."""
+    import sysconfig
+
+    root = DAK_VENV
+    with _locked(root.parent / "dask-awkward-venv.lock"):
+        python = root / "bin" / "python"
+        stamp = root / ".envpack-pins"
+        v = sys.version_info
+        site = root / "lib" / f"python{v.major}.{v.minor}" / "site-packages"
+        if not stamp.exists() or stamp.read_text() != "\n".join(DAK_PINS):
+            if root.exists():
+                shutil.rmtree(root)
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+            pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
+            subprocess.run([*pip, "--disable-pip-version-check", "--no-deps", *DAK_PINS],
+                           check=True)  # fmt: skip
+            stamp.write_text("\n".join(DAK_PINS))
+        layers = f"{sysconfig.get_paths()['purelib']}\n{cctools.site_packages}\n"
+        pth = site / "envpack-test-layers.pth"
+        if not pth.exists() or pth.read_text() != layers:
+            pth.write_text(layers)
+        return EngineVenv(root=root, python=python, cctools=cctools)

@@ -235,10 +235,12 @@ class TaskVine:
         hide: Sequence[Path] = (),
         pythonpath: Sequence[Path] = (),
         timeout: float = 60,
+        python: Path | None = None,
     ) -> tuple[dict[str, Any], str]:
         """Run a manager program ``driver`` (which starts its worker with vine_driver's
-        start_worker) in a network namespace of its own; returns its JSON line and the worker's
-        log and debug log. ``pythonpath`` precedes cctools' site-packages, for the manager only."""
+        start_worker) in a network namespace of its own, on ``python`` (default: this one);
+        returns its JSON line and the worker's log and debug log. ``pythonpath`` precedes
+        cctools' site-packages, for the manager only."""
         here = self.root / f"app{self.runs}"
         self.runs += 1
         here.mkdir(parents=True)
@@ -261,7 +263,8 @@ class TaskVine:
         env["PYTHONPATH"] = os.pathsep.join(
             [*map(str, pythonpath), str(self.cctools.site_packages)]
         )
-        res = run_in_netns([sys.executable, str(driver), str(path)], env=env, timeout=timeout + 90)
+        argv = [str(python or sys.executable), str(driver), str(path)]
+        res = run_in_netns(argv, env=env, timeout=timeout + 90)
         # the worker's output, then its debug log (where a failed library's traceback goes)
         log = "\n".join(
             p.read_text(errors="replace")

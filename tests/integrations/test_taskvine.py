@@ -261,3 +261,50 @@ def test_a_second_application_under_a_new_manager_is_sent_only_its_own_layers(
     assert own <= second["bytes_sent"] < own + 64 * 1024, (second["bytes_sent"], own)
     assert first["bytes_sent"] > 10 * second["bytes_sent"]
     assert len(re.findall(r"envpack-run: layer [0-9a-f]{16} unpacked", second["output"])) == 1
+
+
+DAK_DRIVER = APPS_DIR / "dak_driver.py"
+
+
+def _toy_counts(n: int) -> list[int]:
+    """dakfuncs.toy_graph's histogram, by hand: muon j of event i has pT 5 * ((i + j) % 20 + 1);
+    those above 10 GeV, in [0, 20), [20, 40), ... [80, 100] (numpy's closed last bin)."""
+    counts = [0] * 5
+    for i in range(n):
+        for j in range(i % 4):
+            pt = 5.0 * ((i + j) % 20 + 1)
+            if pt > 10:
+                counts[min(int(pt // 20), 4)] += 1
+    return counts
+
+
+def test_a_dask_awkward_histogram_runs_through_daskvine_inside_the_environment(
+    taskvine: TaskVine, dak_venv: EngineVenv, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The path coffea's dask-awkward takes, without coffea: a dask-awkward graph (from_awkward
+    in 3 partitions, a selection, flatten) and the user's numpy histogram of each partition,
+    computed with `scheduler=m.get` inside the env built from the user's module for DaskVine;
+    the host Python hidden from the worker. See test_coffea_taskvine for coffea's own."""
+    from envpack.integrations import taskvine as ev
+    from tests.conftest import _locked, _shared_dir
+
+    shared = _shared_dir(tmp_path_factory) / "engine-envs"
+    with _locked(shared / "dak.lock"):
+        env = ev.environment_for(
+            [APPS_DIR / "dakfuncs.py"], out_dir=shared / "dak", engines=ev.DASKVINE,
+            python=dak_venv.python,
+        )  # fmt: skip
+    repo = Path(__file__).resolve().parents[2]
+    raw, log = taskvine.run_app(
+        DAK_DRIVER,
+        {"mode": "toy", "tarball": str(env.path), "events": 200, "partitions": 3},
+        hide=engine_hide_list(dak_venv),
+        pythonpath=[repo, APPS_DIR],
+        python=dak_venv.python,
+        timeout=90,
+    )
+    vine = raw["vine"]
+    assert vine["ok"], (vine, log[-3000:])
+    assert vine["counts"] == raw["local"]["counts"] == _toy_counts(200)
+    _in_env(vine["where"])
+    assert vine["where"]["dask_awkward"] == "2025.5.0"
