@@ -214,11 +214,14 @@ def import_time(
 ) -> tuple[float, float]:
     """Best-of-n wall time of `python -c 'import module'` and of `python -c pass` (start-up)."""
 
+    # As for envpack itself (_env.envpack_env): the processor's own modules get their .pyc.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
     def best(code: str) -> float:
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
-            subprocess.run([str(python), "-c", code], cwd=workdir, check=True)
+            subprocess.run([str(python), "-c", code], cwd=workdir, check=True, env=env)
             times.append(time.perf_counter() - t0)
         return min(times)
 

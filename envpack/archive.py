@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -521,10 +522,15 @@ class PieceCache:
             raise
         return final
 
-    def prune(self, keep: Iterable[str] = ()) -> int:
-        """Remove least recently used pieces past the bound (never those in ``keep``, and never
-        a temp file younger than an hour: a live build's); returns the bytes removed."""
-        kept = {self.path(k).name for k in keep}
+    def prune(self, keep: Iterable[str] = (), *, suffix: str | None = None) -> int:
+        """Remove least recently used files (the later of atime and mtime) past the bound:
+        pieces (``keep``: keys), or with ``suffix=""`` any file (``keep``: names); never a temp
+        file younger than an hour (a live build's). Returns the bytes removed."""
+        if suffix is None:
+            kept = {self.path(k).name for k in keep}
+            suffix = ".piece"
+        else:
+            kept = set(keep)
         items: list[tuple[float, int, Path]] = []
         total = 0
         now = time.time()
@@ -542,11 +548,11 @@ class PieceCache:
                 if now - st.st_mtime > 3600:
                     path.unlink(missing_ok=True)
                 continue
-            if not item.name.endswith(".piece"):
+            if not item.name.endswith(suffix) or not stat.S_ISREG(st.st_mode):
                 continue
             total += st.st_size
             if item.name not in kept:
-                items.append((st.st_mtime, st.st_size, path))
+                items.append((max(st.st_atime, st.st_mtime), st.st_size, path))
         removed = 0
         for _, size, path in sorted(items):
             if total <= self.max_bytes:

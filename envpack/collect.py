@@ -402,7 +402,7 @@ class Collector:
         """
         staged = self.staging / arc
         staged.parent.mkdir(parents=True, exist_ok=True)
-        relocate.apply(path, staged, self._edits(arc, rpath=True))
+        relocate.apply_kept(path, staged, self._edits(arc, rpath=True))
         return staged
 
     def _add_elf(self, arc: str, mode: int, path: Path, group: str) -> None:

@@ -262,9 +262,11 @@ def head_file(env_hash: str, suffix: str) -> str:
     return f"envpack-{env_hash}.head{suffix}"
 
 
-def layer_file(layer_hash: str, suffix: str) -> str:
-    """Split form: the file holding one layer's piece; the runner looks for it beside the head."""
-    return f"envpack-layer-{layer_hash}{suffix}"
+def layer_file(layer_hash: str, size: int, suffix: str) -> str:
+    """Split form: the file holding one layer's piece (``size`` compressed bytes, as the index
+    says); the runner looks for it beside the head. The size is in the name because the same
+    layer compressed at another level is other bytes, and Work Queue caches a file by its path."""
+    return f"envpack-layer-{layer_hash}-{size}{suffix}"
 
 
 def meta_files(index: Index | None) -> set[str]:

@@ -10,7 +10,9 @@ Everything is relocatable by construction: nothing needs rewriting after unpacki
 from __future__ import annotations
 
 import _imp
+import hashlib
 import importlib.util
+import os
 import posixpath
 import pprint
 import re
@@ -18,13 +20,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import lief
-
-from envpack import elf
+from envpack import _cachefile, elf
 from envpack.errors import BuildError
 
 PYC_FLAGS_UNCHECKED_HASH = (0b01).to_bytes(4, "little")
@@ -78,6 +79,57 @@ def apply(src: Path, dst: Path, edits: ElfEdits) -> None:
         shutil.copyfile(src, dst)
 
 
+def apply_kept(src: Path, dst: Path, edits: ElfEdits) -> None:
+    """apply(), reusing the file an earlier build made from the same input and edits.
+
+    A run path edit needs lief, 0.5 s to import; the interpreter is edited on every build, so
+    a cached build would pay that for nothing. The output is kept in the cache directory
+    under a key of the source's stat, the edits and the stat of lief and objcopy themselves
+    (another version writes other bytes); a source modified within the last seconds is
+    never kept (a second write in the same timestamp tick would go unseen).
+    """
+    key = _edit_key(src, edits)
+    kept = _cachefile.cache_dir() / "edited-elf" / key if key else None
+    if kept is not None:
+        try:
+            shutil.copyfile(kept, dst)
+            return
+        except OSError:
+            pass
+    apply(src, dst, edits)
+    if kept is not None:
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{kept.name}.", dir=kept.parent)
+            os.close(fd)
+            shutil.copyfile(dst, tmp)
+            os.replace(tmp, kept)
+        except OSError:
+            pass  # not kept: the next build edits again
+
+
+_RACY_NS = 2_000_000_000
+
+
+def _edit_key(src: Path, edits: ElfEdits) -> str | None:
+    lief_spec = importlib.util.find_spec("lief")  # finds the module file, imports nothing
+    tools: list[str | None] = [lief_spec.origin if lief_spec else None]
+    tools.append(os.fspath(edits.strip_debug) if edits.strip_debug is not None else None)
+    parts: list[object] = [repr(edits.rpath)]
+    for path in [os.fspath(src), *tools]:
+        if path is None:
+            parts.append(None)
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if path == os.fspath(src) and st.st_mtime_ns > time.time_ns() - _RACY_NS:
+            return None
+        parts.append((path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
 class EditedElf:
     """An ELF file's bytes with edits applied, made when asked (digest, then write).
 
@@ -122,6 +174,10 @@ def _set_rpath(src: Path, dst: Path, first: list[str]) -> None:
     it, and clusters often export LD_LIBRARY_PATH (``module load python``) naming another
     libpython of the same soname. The env's own libraries must win there too.
     """
+    # lief costs 0.5 s to import; only a build that really edits an ELF file pays it (a
+    # cached build, an analysis, `envpack runner` never do).
+    import lief
+
     own = elf.read_elf(src).run_path
     lief.logging.disable()
     binary = lief.parse(str(src))

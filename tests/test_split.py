@@ -11,7 +11,7 @@ from envpack import archive, layout
 from envpack.archive import Entry
 from envpack.build import write_layered
 from envpack.errors import UsageError
-from envpack.split import split
+from envpack.split import default_dir, split
 
 
 def _tarball(tmp_path: Path, name: str, extra: bytes) -> Path:
@@ -22,6 +22,7 @@ def _tarball(tmp_path: Path, name: str, extra: bytes) -> Path:
     ]
     kept, records = archive.digest(items)
     out = tmp_path / name
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_layered(out, kept, records, spec_json=b"{}\n", level=1)
     return out
 
@@ -30,10 +31,10 @@ def test_split_cuts_the_file_where_its_index_says(tmp_path: Path) -> None:
     tarball = _tarball(tmp_path, "envpack-a.tar.gz", b"x = 1\n")
     parts = split(tarball)
     assert parts is not None
-    assert parts.head.parent == tarball.parent / "envpack-layers"
+    assert parts.head.parent == default_dir()
     index = layout.parse_index(dict(archive.read_meta(tarball))[layout.LAYERS])
     assert [p.name for p in parts.layers] == [
-        layout.layer_file(e.hash, ".tar.gz") for e in index.layers
+        layout.layer_file(e.hash, e.size, ".tar.gz") for e in index.layers
     ]
     blob = tarball.read_bytes()
     head = parts.head.read_bytes()
@@ -47,12 +48,12 @@ def test_split_cuts_the_file_where_its_index_says(tmp_path: Path) -> None:
 
 
 def test_two_envs_share_their_common_layer_files(tmp_path: Path) -> None:
-    a = split(_tarball(tmp_path, "envpack-a.tar.gz", b"x = 1\n"))
-    b = split(_tarball(tmp_path, "envpack-b.tar.gz", b"x = 2\n"))
+    a = split(_tarball(tmp_path, "envpack-a.tar.gz", b"x = 1\n"), tmp_path / "split")
+    b = split(_tarball(tmp_path / "other", "envpack-b.tar.gz", b"x = 2\n"), tmp_path / "split")
     assert a is not None and b is not None
     shared = set(a.layers) & set(b.layers)
     assert len(shared) == 2 and len(set(a.layers) | set(b.layers)) == 4  # only local differs
-    again = split(tmp_path / "envpack-a.tar.gz")
+    again = split(tmp_path / "envpack-a.tar.gz", tmp_path / "split")
     assert again == a
 
 
@@ -62,3 +63,7 @@ def test_a_truncated_tarball_is_refused(tmp_path: Path) -> None:
     cut.write_bytes(tarball.read_bytes()[:2000])
     with pytest.raises(UsageError, match="truncated"):
         split(cut, tmp_path / "out")
+    junk = tmp_path / "envpack-junk.tar.gz"
+    junk.write_bytes(b"not a tarball\n" * 50)
+    with pytest.raises(UsageError, match="not a readable envpack tarball"):
+        split(junk, tmp_path / "out")

@@ -237,8 +237,12 @@ def analyze(
         else:
             errors.append(f"{lib.soname}: not found, needed by {needers}")
 
+    owners: dict[str, str] = {}  # top-level name -> the first distribution providing it
+    for dist in index:
+        for top in dist.top_level:
+            owners.setdefault(top, dist.name)
     lazy = [
-        LazyImport(module=c.module, site=c.site, distribution=_dist_of_module(c.module, index))
+        LazyImport(module=c.module, site=c.site, distribution=owners.get(c.module.split(".")[0]))
         for c in graph.lazy
     ]
     return Spec(
@@ -448,11 +452,6 @@ def _size(location: str, rel: str) -> int:
         return os.lstat(os.path.join(location, rel)).st_size
     except OSError:
         return 0
-
-
-def _dist_of_module(module: str, index: DistIndex) -> str | None:
-    top = module.split(".")[0]
-    return next((d.name for d in index if top in d.top_level), None)
 
 
 __all__ = ["analyze", "parse_hint", "project_settings"]

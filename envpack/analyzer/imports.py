@@ -32,14 +32,14 @@ import ast
 import modulefinder
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from envpack._cachefile import cache_dir as default_cache_dir
 from envpack.analyzer import data as _data
 from envpack.analyzer import hints as _hints
-from envpack.analyzer._parsecache import ParseCache, Parser
+from envpack.analyzer._parsecache import CacheStats, ParseCache, Parser
 from envpack.analyzer._sites import DYNAMIC, FROM, MAIN_UNIT, Refs, Site, Summary
 from envpack.analyzer.conditions import Cond, Evaluator
 from envpack.analyzer.data import DataFile, DataWarning
@@ -135,6 +135,9 @@ class ImportGraph:
     warnings: tuple[str, ...] = ()
     search_path: tuple[str, ...] = ()
     excluded: tuple[ExcludedImport, ...] = ()
+    # What the parse cache served and what was parsed (not part of the result: a warm and a
+    # cold walk compare equal).
+    parse_stats: CacheStats = field(default_factory=CacheStats, compare=False, repr=False)
 
     @property
     def errors(self) -> tuple[MissingImport, ...]:
@@ -181,7 +184,7 @@ def find_imports(
         finder.walk(root_paths)
     finally:
         parser.close()
-    return finder.graph()
+    return replace(finder.graph(), parse_stats=cache.stats)
 
 
 def check_root(path: Path) -> Path:

@@ -191,11 +191,13 @@ def build_command(
         table.add_row(group.name, group.version, str(group.files), human_size(group.size))
     table.add_row("total", "", str(env.files), human_size(env.unpacked_size), style="bold")
     out.print(table)
-    whole = source_size(spec)
+    # A cached build does not walk the source env again: it shows what its build measured.
+    whole = source_size(spec, env.hash, walk=not env.cached)
     state = "cached, not rebuilt" if env.cached else "built"
+    source = f"; whole source environment: {human_size(whole)}" if whole is not None else ""
     out.print(
         f"{state}: {human_size(env.size)} compressed, {human_size(env.unpacked_size)} unpacked, "
-        f"{env.files} files; whole source environment: {human_size(whole)}",
+        f"{env.files} files{source}",
         soft_wrap=True,
     )
     if env.layers and not env.cached:

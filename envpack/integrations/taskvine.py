@@ -104,18 +104,29 @@ def runner_task(
     runner: str | os.PathLike[str] | None = None,
     cache: str = FOREVER,
     debug: bool = False,
+    layers: bool = True,
 ) -> Any:
-    """A ``Task`` whose command is ``envpack-run -e ENV -- command``, the tarball and the
+    """A ``Task`` whose command is ``envpack-run -e ENV -- command``, the environment and the
     runner as inputs cached at ``cache``: one unpack per node in the runner's node cache,
-    shared by every worker of the node."""
+    shared by every worker of the node.
+
+    ``layers`` (the default): the environment's split form (envpack.split), each layer a file
+    named after its content, so at ``cache="forever"`` a worker keeps every layer across
+    managers and another application, or the next build of an edited processor, sends only
+    the layers the worker lacks. ``layers=False`` sends the single tarball."""
     import ndcctools.taskvine as vine
 
     from envpack.integrations.workqueue import runner_command
+    from envpack.split import split
 
     tarball = tarball_of(env)
     runner_file = runner_for(tarball, runner)
-    t = vine.Task("sh " + runner_command(tarball.name, command, debug=debug).removeprefix("./"))
-    t.add_input(manager.declare_file(str(tarball), cache=cache), tarball.name)
+    parts = split(tarball) if layers else None
+    files = parts.files if parts is not None else (tarball,)
+    name = files[0].name
+    t = vine.Task("sh " + runner_command(name, command, debug=debug).removeprefix("./"))
+    for path in files:
+        t.add_input(manager.declare_file(str(path), cache=cache), path.name)
     t.add_input(manager.declare_file(str(runner_file), cache=cache), RUNNER_NAME)
     return t
 

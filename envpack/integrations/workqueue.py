@@ -1,10 +1,11 @@
 """Run Work Queue tasks inside an envpack environment.
 
-`wrap` declares the tarball and the runner as *cached* inputs, so a worker receives them once
-and keeps them across tasks, and prefixes the task's command with the runner, which unpacks the
-tarball once per node (outside the worker's workspace, which Work Queue wipes between managers).
-Nothing needs setting for that, on the manager or the workers: the runner's default node cache
-is never a task's own TMPDIR. ``ENVPACK_CACHE`` in a worker's environment only moves it.
+`wrap` declares the environment (each of its layers, see `wrap`) and the runner as *cached*
+inputs, so a worker receives them once and keeps them across tasks, and prefixes the task's
+command with the runner, which unpacks the environment once per node (outside the worker's
+workspace, which Work Queue wipes between managers). Nothing needs setting for that, on the
+manager or the workers: the runner's default node cache is never a task's own TMPDIR.
+``ENVPACK_CACHE`` in a worker's environment only moves it.
 
 Both Python bindings are supported without importing either: Debian's ``work_queue``
 (coop-computing-tools, ``specify_input_file`` / ``specify_command``) and conda-forge's
@@ -26,6 +27,7 @@ from types import ModuleType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from envpack.errors import UsageError
+from envpack.split import split
 
 RUNNER_NAME = "envpack-run"
 """Remote name of the runner in every task's sandbox."""
@@ -90,18 +92,32 @@ def wrap(
     *,
     runner: str | os.PathLike[str] | None = None,
     debug: bool = False,
+    layers: bool = True,
 ) -> _Task:
     """Make ``task`` run inside ``env`` (an Environment or a tarball path); returns ``task``.
 
-    ``debug`` passes ``-d`` to the runner: it then logs each step (``envpack-run: unpacked
-    <hash>`` on an unpack) to the task's stderr.
+    ``layers`` (the default): send the environment as its split form (envpack.split), each
+    layer a cached input named after its content, so a worker that already holds a layer for
+    another environment of this manager (the previous build of an edited processor, another
+    application) is not sent it again. Work Queue workers drop their cache when the manager
+    goes, so across managers each layer is sent again (and unpacked only if the node lacks it).
+    ``layers=False``, or a tarball without layers, sends the single file. ``debug`` passes
+    ``-d`` to the runner: it then logs each step (``envpack-run: unpacked <hash>``) to stderr.
     """
     tarball = tarball_of(env)
     runner_file = runner_for(tarball, runner)
     command = _get_command(task)
-    add_input_file(task, tarball, tarball.name, cache=True)
+    _input_method(task)  # refuse a non-task before reading the tarball
+    parts = split(tarball) if layers else None
+    if parts is None:
+        add_input_file(task, tarball, tarball.name, cache=True)
+        name = tarball.name
+    else:
+        for path in parts.files:
+            add_input_file(task, path, path.name, cache=True)
+        name = parts.head.name
     add_input_file(task, runner_file, RUNNER_NAME, cache=True)
-    _set_command(task, runner_command(tarball.name, command, debug=debug))
+    _set_command(task, runner_command(name, command, debug=debug))
     return task
 
 
@@ -120,15 +136,20 @@ def add_input_file(
     """Declare an input file of ``task`` with whichever binding made it."""
     local_name = str(local)
     remote_name = remote or os.path.basename(local_name)
-    if hasattr(task, "specify_input_file"):  # Debian's work_queue, ndcctools < 7.5
-        ok = task.specify_input_file(local_name, remote_name, cache=cache)
-    elif hasattr(task, "add_input_file"):  # newer ndcctools.work_queue
-        ok = task.add_input_file(local_name, remote_name, cache=cache)
-    else:
-        raise UsageError(f"{type(task).__name__} is not a Work Queue task (no input-file method)")
+    ok = _input_method(task)(local_name, remote_name, cache=cache)
     if ok is not None and not ok:
         # the C layer returns 0 when it refuses the file (e.g. an absolute remote name)
         raise UsageError(f"Work Queue refused the input {local_name} as {remote_name!r}")
+
+
+def _input_method(task: Any) -> Any:
+    """The binding's input-file method: ``specify_input_file`` (Debian's work_queue, ndcctools
+    < 7.5) or ``add_input_file`` (newer ndcctools.work_queue)."""
+    for name in ("specify_input_file", "add_input_file"):
+        method = getattr(task, name, None)
+        if method is not None:
+            return method
+    raise UsageError(f"{type(task).__name__} is not a Work Queue task (no input-file method)")
 
 
 def _set_command(task: Any, command: str) -> None:

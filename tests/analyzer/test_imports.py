@@ -617,19 +617,25 @@ def test_parse_cache_reused_and_invalidated(tmp_path: Path, site: Path) -> None:
     first = analyze(tmp_path / "proc.py", target, tmp_path)
     assert "alpha" in first.modules
     assert list((tmp_path / "cache").iterdir())
-    # Same size, same mtime: the cached summary is used, so the edit is not seen.
+    warm = analyze(tmp_path / "proc.py", target, tmp_path)
+    assert warm == first and warm.parse_stats.parsed == 0 and warm.parse_stats.hashed == 0
+    # Same size, same mtime, other content: the cache is keyed on content (and the stat that
+    # says a file is unchanged includes the ctime, which utime cannot set back).
     st = helper.stat()
     helper.write_text("import omega\n")
     assert helper.stat().st_size == st.st_size
     os.utime(helper, ns=(st.st_atime_ns, st.st_mtime_ns))
-    warm = analyze(tmp_path / "proc.py", target, tmp_path)
-    assert "alpha" in warm.modules and "omega" not in warm.modules
-    # A real edit (size changes) is re-parsed.
-    helper.write_text("import gamma  # edited\n")
     edited = analyze(tmp_path / "proc.py", target, tmp_path)
-    assert "gamma" in edited.modules and "alpha" not in edited.modules
+    assert "omega" in edited.modules and "alpha" not in edited.modules
+    # Read: helper.py, and omega.py, new to the walk; parsed: only helper.py, for omega.py is
+    # empty, as alpha.py is: the same content, already summarized.
+    assert edited.parse_stats.hashed == 2 and edited.parse_stats.parsed == 1
+    # Back to the first content: known by its digest, read but not parsed again.
+    helper.write_text("import alpha\n")
+    back = analyze(tmp_path / "proc.py", target, tmp_path)
+    assert back == first and back.parse_stats.hashed == 1 and back.parse_stats.parsed == 0
     # No cache at all: always the file's current content.
-    os.utime(helper, ns=(st.st_atime_ns, st.st_mtime_ns))
+    helper.write_text("import gamma  # edited\n")
     assert "gamma" in analyze(tmp_path / "proc.py", target, tmp_path, cache_dir=False).modules
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tarfile
+import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+from envpack import _cachefile
+from envpack.cli._output import human_size
 from envpack.cli.main import main
 from envpack.spec import Distribution
 from tests.test_build import Project, make_project
@@ -51,6 +56,39 @@ def test_build_prints_sizes_and_path_last(tarball: Path, spec_file: Path) -> Non
     assert "PyYAML" in text and "6.0.2" in text and "fx-cli" in text
     assert "whole source environment" in text
     assert "cached, not rebuilt" in text
+
+
+_NO_LIEF = """
+import sys
+from envpack.cli.main import main
+assert "lief" not in sys.modules, "import envpack.cli.main loaded lief"
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+assert "lief" not in sys.modules, "a cached build loaded lief"
+"""
+
+
+def test_a_cached_build_loads_no_lief_and_walks_nothing(
+    tarball: Path, spec_file: Path, project: Project
+) -> None:
+    # lief takes 0.5 s to import: only a build that edits an ELF file may load it. The edited
+    # interpreter and extension are kept from earlier builds, but only for sources older than
+    # a couple of seconds, and the fixture compiled its extension just now: wait that out,
+    # then one more build keeps them, as any earlier build of a real project would.
+    newest = max(p.stat().st_mtime for p in project.root.rglob("*.so"))
+    time.sleep(max(0.0, newest + 2.5 - time.time()))
+    assert invoke("build", str(spec_file), "-o", str(tarball.parent)).exit_code == 0
+    cmd = [sys.executable, "-c", _NO_LIEF, "build", str(spec_file), "-o", str(tarball.parent)]
+    proc = subprocess.run([*cmd, "--level", "1"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "cached, not rebuilt" in proc.stdout and proc.stdout.splitlines()[-1] == str(tarball)
+    # The source env's size is what the real build measured (kept), not walked again.
+    sizes = _cachefile.load(_cachefile.cache_dir() / "source-sizes-v1.marshal")
+    env_hash = tarball.name.removeprefix("envpack-").split(".")[0]
+    assert isinstance(sizes, dict) and isinstance(sizes.get(env_hash), int)
+    assert f"whole source environment: {human_size(sizes[env_hash])}" in proc.stdout
 
 
 def test_build_reads_envpack_json_by_default(
@@ -107,7 +145,8 @@ def test_rebuild_after_a_local_edit_compresses_only_the_local_layer(
     first = invoke("build", str(spec), "-o", str(out), "--level", "1")
     assert first.exit_code == 0, first.output
     proc = Path(next(f.path for f in project.spec.local if f.arcname == "proc.py"))
-    proc.write_text(proc.read_text() + "\n# tuned the cuts\n")
+    # content no earlier run made: the piece cache is the user's, and outlives this test
+    proc.write_text(proc.read_text() + f"\n# tuned the cuts {uuid.uuid4()}\n")
     result = invoke("build", str(spec), "-o", str(out), "--level", "1")
     assert result.exit_code == 0, result.output
     assert "compressed (local)" in result.stdout

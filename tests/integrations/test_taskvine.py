@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -229,3 +230,34 @@ def test_a_dask_graph_runs_through_daskvine_inside_the_environment(
     assert raw["dask"]["ok"], (raw["dask"], log[-3000:])
     assert raw["dask"]["total"] == 0 + 1 + 4 + 9
     _in_env(raw["dask"]["where"])
+
+
+LAYERS_DRIVER = APPS_DIR / "layers_driver.py"
+
+
+def test_a_second_application_under_a_new_manager_is_sent_only_its_own_layers(
+    taskvine: TaskVine, six_envs: dict[str, BuiltEnv], tmp_path: Path
+) -> None:
+    """runner_task declares each layer at cache="forever": a worker keeps them across managers,
+    so the app with six 1.17.0, under a manager of its own after the one with 1.16.0, is sent
+    only its head and six's layer, and the node unpacks only that layer."""
+    from envpack.split import split
+
+    a, b = six_envs["1.16.0"], six_envs["1.17.0"]
+    repo = Path(__file__).resolve().parents[2]
+    raw, log = taskvine.run_app(
+        LAYERS_DRIVER,
+        {"tarballs": [str(a.tarball), str(b.tarball)]},
+        hide=_hidden(six_envs, tmp_path),
+        pythonpath=[repo, APPS_DIR],
+    )
+    first, second = raw["runs"]
+    assert first["ok"] and second["ok"], (first["output"], second["output"], log[-2000:])
+    assert '"six": "1.17.0"' in second["output"]
+    parts_a, parts_b = split(a.tarball), split(b.tarball)
+    assert parts_a is not None and parts_b is not None
+    names_a = {p.name for p in parts_a.files}
+    own = sum(p.stat().st_size for p in parts_b.files if p.name not in names_a)
+    assert own <= second["bytes_sent"] < own + 64 * 1024, (second["bytes_sent"], own)
+    assert first["bytes_sent"] > 10 * second["bytes_sent"]
+    assert len(re.findall(r"envpack-run: layer [0-9a-f]{16} unpacked", second["output"])) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -196,8 +197,15 @@ def test_a_corrupt_tarball_fails_its_tasks_and_the_worker_serves_on(
     garbage.write_bytes(b"this is not a tarball\n" * 100)
     shutil.copy(good.tarball.parent / RUNNER_NAME, bad_dir / RUNNER_NAME)
 
+    for path in (truncated, garbage):  # the manager reads the layer index: refused up front
+        with pytest.raises(UsageError, match=r"truncated|not a readable envpack tarball"):
+            wrap(manager.task(APP), path)
     worker = node.start_worker(manager.port)
-    bad = [wrap(manager.task(APP), p, debug=True) for p in (truncated, garbage, truncated)]
+    # Sent as single files, as a tarball damaged in transit or on the worker's disk would be.
+    bad = [
+        wrap(manager.task(APP), p, debug=True, layers=False)
+        for p in (truncated, garbage, truncated)
+    ]
     fine = [wrap(manager.task(APP), good.tarball) for _ in range(3)]
     done = {t.id: t for t in manager.run([*bad, *fine])}
     for t in bad:
@@ -247,5 +255,38 @@ def test_wrap_refuses_bad_inputs(wq: ModuleType, tmp_path: Path) -> None:
         wrap(wq.Task(""), tarball)
     with pytest.raises(UsageError, match="not a Work Queue task"):
         wrap(type("NotATask", (), {"command": "true"})(), tarball)
-    task = wrap(wq.Task("echo hi"), tarball)  # the runner next to the tarball is used
+    with pytest.raises(UsageError, match="not a readable envpack tarball"):
+        wrap(wq.Task("echo hi"), tarball)  # the layers are read on the manager
+    task = wrap(wq.Task("echo hi"), tarball, layers=False)  # the runner beside it is used
     assert task.command == "./envpack-run -e envpack-x.tar.gz -- echo hi"
+
+
+def test_a_second_env_of_the_same_manager_is_sent_only_the_layers_it_does_not_share(
+    manager: Manager, node: Node, six_envs: dict[str, BuiltEnv]
+) -> None:
+    """wrap()'s default sends each layer as a cached input named after its content: the env
+    with six 1.17.0 shares every layer but six's with the one with 1.16.0, so the worker is sent
+    only that layer and the new head, and the node unpacks only that layer."""
+    from envpack.split import split
+
+    node.start_worker(manager.port)
+    a, b = six_envs["1.16.0"], six_envs["1.17.0"]
+    first = manager.run([wrap(manager.task(APP), a.tarball, debug=True)])
+    sent_a = manager.queue.stats.bytes_sent  # .stats is a snapshot: read it anew each time
+    second = manager.run([wrap(manager.task(APP), b.tarball, debug=True)])
+    sent_b = manager.queue.stats.bytes_sent - sent_a
+    assert all(_ok(t) for t in first + second), [t.output for t in first + second]
+    assert _report(second[0])["six"] == "1.17.0"
+    parts_a, parts_b = split(a.tarball), split(b.tarball)
+    assert parts_a is not None and parts_b is not None
+    names_a = {p.name for p in parts_a.files}
+    own = [p for p in parts_b.files if p.name not in names_a]
+    assert len(own) == 2  # the head and six's layer
+    own_bytes = sum(p.stat().st_size for p in own)
+    assert own_bytes <= sent_b < own_bytes + 64 * 1024, (sent_b, own_bytes)  # + protocol
+    assert sent_a > 10 * sent_b
+    log_b = second[0].output
+    assert unpack_count(log_b) == 1
+    assert len(re.findall(r"envpack-run: layer [0-9a-f]{16} unpacked", log_b)) == 1
+    present = set(re.findall(r"envpack-run: layer ([0-9a-f]{16}) present", log_b))
+    assert len(present) == len(parts_b.layers) - 1  # every other layer, from the first env

@@ -153,9 +153,10 @@ class LayeredEnv:
         send), without the layer files in ``skip`` (hashes or names); returns the head file."""
         form = split.split(self.tarball, where)
         assert form is not None
+        suffix = split.suffix_of(self.tarball)
         for layer in self.layers:
             if layer.hash in skip or layer.name in skip:
-                (where / layout.layer_file(layer.hash, split.suffix_of(self.tarball))).unlink()
+                (where / layout.layer_file(layer.hash, len(layer.piece), suffix)).unlink()
         return form.head
 
     def layer(self, name: str) -> Layer:

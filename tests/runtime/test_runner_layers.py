@@ -160,7 +160,7 @@ def test_split_form_needs_only_the_layers_the_store_lacks(tmp_path: Path) -> Non
     assert all(not n.startswith("layers/.tmp") for n in _leftovers(cache2))
     # a layer file of the wrong size is refused before it is read
     head = b.split(tmp_path / "sb-c")
-    layer_file = head.parent / f"envpack-layer-{own.hash}.tar.gz"
+    layer_file = head.parent / layout.layer_file(own.hash, len(own.piece), ".tar.gz")
     layer_file.write_bytes(own.piece + b"\0")
     res = run(["-e", str(head), "true"], cache=tmp_path / "c3", cwd=tmp_path)
     assert res.returncode == EXIT_CORRUPT, res.stderr
@@ -211,7 +211,7 @@ def test_kill9_mid_layer_and_mid_assembly_then_a_clean_run(tmp_path: Path) -> No
     own = b.layer("own")
     sandbox = tmp_path / "sb"
     head = b.split(sandbox, skip=(own.hash,))
-    fifo = sandbox / f"envpack-layer-{own.hash}.tar.gz"
+    fifo = sandbox / layout.layer_file(own.hash, len(own.piece), ".tar.gz")
     os.mkfifo(fifo)
     proc = subprocess.Popen(
         [SHELL, RUNNER, "-e", str(head), "true"],
@@ -472,3 +472,14 @@ def test_the_head_s_empty_dirs_are_the_env_s(tmp_path: Path) -> None:
     for rel in ("lib/empty", "lib/shared/none"):
         assert (cache / env.hash / rel).is_dir()
         assert (env.root / rel).is_dir()  # as plain tar gives it
+
+
+def test_a_layered_tarball_without_its_suffix_unpacks(tmp_path: Path) -> None:
+    """coffea's WorkQueueExecutor sends environment_file= under the remote name "env_file": the
+    runner tells gzip by its magic bytes, since a layer's piece reaches tar through a pipe."""
+    a = _env(tmp_path, "a")
+    bare = tmp_path / "env_file"
+    shutil.copy(a.tarball, bare)
+    res = run(["-d", "-e", str(bare), "true"], cache=tmp_path / "c", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert len(_layer_lines(res.stderr, "unpacked")) == len(a.layers)
