@@ -10,17 +10,22 @@ import signal
 import subprocess
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from envpack import layout
+from envpack.analyzer.interpreter import probe
+from envpack.build import build
 from envpack.runtime import (
     EXIT_CANT_WRITE,
     EXIT_CORRUPT,
     EXIT_NO_ENV,
     EXIT_UNSAFE,
 )
+from envpack.spec import Spec
+from tests.conftest import FixtureVenv
 from tests.runtime.envs import (
     RUNNER,
     SHELL,
@@ -31,6 +36,7 @@ from tests.runtime.envs import (
     run,
 )
 from tests.runtime.test_runner import UNSHARE, _can_mount_tmpfs
+from tests.test_build import distributions, dynload_modules
 
 # bin/ (the "interpreter"), lib/shared/ (a big shared distribution), lib/own/ (the one that
 # differs), the rest (local: the runner, .envpack/links, lib/marker.txt)
@@ -483,3 +489,40 @@ def test_a_layered_tarball_without_its_suffix_unpacks(tmp_path: Path) -> None:
     res = run(["-d", "-e", str(bare), "true"], cache=tmp_path / "c", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert len(_layer_lines(res.stderr, "unpacked")) == len(a.layers)
+
+
+def test_real_builds_differing_in_one_distribution_share_the_rest(
+    tmp_path: Path, fixture_venv: FixtureVenv
+) -> None:
+    """envpack.build of a real Spec (the session's venv with PyYAML and fixture wheels), and
+    of the same Spec with one more distribution: the second env, on a node that has the
+    first, unpacks that distribution's layer only, and both run."""
+    site = fixture_venv.site_packages
+    base = {"PyYAML": ("yaml",)}
+    spec = Spec(
+        interpreter=probe(fixture_venv.python).interpreter,
+        roots=(),
+        distributions=tuple(distributions(site, base)),
+        stdlib=tuple(dynload_modules(fixture_venv.python, ["yaml", "datetime"])),
+    )
+    fewer = build(spec, tmp_path / "out-fewer", level=1)
+    extra = distributions(site, {**base, "fx-toolz": ("toolz", "tlz")})
+    more = replace(spec, distributions=tuple(extra))
+    full = build(more, tmp_path / "out-full", level=1)
+    cache = tmp_path / "c"
+    code = "import yaml; print(yaml.safe_load('a: 1'))"
+    first = run(["-d", "-e", str(fewer.path), "python", "-c", code], cache=cache, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "{'a': 1}\n"
+    second = run(["-d", "-e", str(full.path), "python", "-c", code], cache=cache, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout
+    res = run(["-e", str(full.path), "python", "-c", "import toolz"], cache=cache, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    unpacked = _layer_lines(second.stderr, "unpacked")
+    assert len(unpacked) == 1, second.stderr
+    assert len(_layer_lines(second.stderr, "present")) == len(full.layers) - 1
+    assert {x.name for x in full.layers if x.hash in unpacked} == {"fx-toolz"}
+    for env in (fewer, full):
+        res = run(["--check", "-e", str(cache / env.hash)], cache=cache, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
