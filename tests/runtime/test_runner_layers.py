@@ -251,6 +251,35 @@ def test_kill9_mid_layer_and_mid_assembly_then_a_clean_run(tmp_path: Path) -> No
     assert run(["--check", "-e", str(cache / b.hash)], cache=cache, cwd=tmp_path).returncode == 0
 
 
+def test_terminated_mid_layer_leaves_only_verified_layers(tmp_path: Path) -> None:
+    """SIGTERM while a layer worker's tar waits for the rest of its piece: the worker and the
+    runner remove their temp dirs and the runner exits 143; the layers done stay."""
+    a = _env(tmp_path, "a")
+    b = _env(tmp_path, "b", files={f"lib/own/f{i}.bin": os.urandom(4096) for i in range(300)})
+    cache = tmp_path / "c"
+    assert run(["-e", str(a.tarball), "true"], cache=cache, cwd=tmp_path).returncode == 0
+    before = _leftovers(cache)
+    own = b.layer("own")
+    head = b.split(tmp_path / "sb", skip=(own.hash,))
+    fifo = head.parent / layout.layer_file(own.hash, len(own.piece), ".tar.gz")
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [SHELL, RUNNER, "-e", str(head), "true"],
+        env={**os.environ, "ENVPACK_CACHE": str(cache)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    with open(fifo, "wb") as writer:
+        writer.write(own.piece[: len(own.piece) // 2])
+        writer.flush()
+        _wait_for(
+            lambda: any((d / "lib" / "own").is_dir() for d in (cache / "layers").glob(".tmp-*")),
+            "the layer unpack never started",
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143
+    _wait_for(lambda: _leftovers(cache) == before, f"left behind: {_leftovers(cache)}", 10)
+
+
 def _assert_refused(
     res: subprocess.CompletedProcess[str], cache: Path, code: int, what: str
 ) -> None:
