@@ -41,6 +41,7 @@ def _runner(env: Path, cache: Path) -> tuple[float, str]:
     res = subprocess.run(
         ["sh", str(runtime.runner_path()), "-d", "-n", "-e", str(env)],
         env={"PATH": "/usr/bin:/bin", "ENVPACK_CACHE": str(cache)},
+        cwd=cache.parent,  # the runner links the env's data files into its cwd, even with -n
         capture_output=True,
         text=True,
     )
