@@ -10,17 +10,22 @@ import signal
 import subprocess
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from envpack import layout
+from envpack.analyzer.interpreter import probe
+from envpack.build import build
 from envpack.runtime import (
     EXIT_CANT_WRITE,
     EXIT_CORRUPT,
     EXIT_NO_ENV,
     EXIT_UNSAFE,
 )
+from envpack.spec import Spec
+from tests.conftest import FixtureVenv
 from tests.runtime.envs import (
     RUNNER,
     SHELL,
@@ -31,6 +36,7 @@ from tests.runtime.envs import (
     run,
 )
 from tests.runtime.test_runner import UNSHARE, _can_mount_tmpfs
+from tests.test_build import distributions, dynload_modules
 
 # bin/ (the "interpreter"), lib/shared/ (a big shared distribution), lib/own/ (the one that
 # differs), the rest (local: the runner, .envpack/links, lib/marker.txt)
@@ -243,6 +249,35 @@ def test_kill9_mid_layer_and_mid_assembly_then_a_clean_run(tmp_path: Path) -> No
     assert _layer_lines(res.stderr, "unpacked") == [own.hash]
     assert not [n for n in _leftovers(cache) if ".tmp-" in n]
     assert run(["--check", "-e", str(cache / b.hash)], cache=cache, cwd=tmp_path).returncode == 0
+
+
+def test_terminated_mid_layer_leaves_only_verified_layers(tmp_path: Path) -> None:
+    """SIGTERM while a layer worker's tar waits for the rest of its piece: the worker and the
+    runner remove their temp dirs and the runner exits 143; the layers done stay."""
+    a = _env(tmp_path, "a")
+    b = _env(tmp_path, "b", files={f"lib/own/f{i}.bin": os.urandom(4096) for i in range(300)})
+    cache = tmp_path / "c"
+    assert run(["-e", str(a.tarball), "true"], cache=cache, cwd=tmp_path).returncode == 0
+    before = _leftovers(cache)
+    own = b.layer("own")
+    head = b.split(tmp_path / "sb", skip=(own.hash,))
+    fifo = head.parent / layout.layer_file(own.hash, len(own.piece), ".tar.gz")
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [SHELL, RUNNER, "-e", str(head), "true"],
+        env={**os.environ, "ENVPACK_CACHE": str(cache)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    with open(fifo, "wb") as writer:
+        writer.write(own.piece[: len(own.piece) // 2])
+        writer.flush()
+        _wait_for(
+            lambda: any((d / "lib" / "own").is_dir() for d in (cache / "layers").glob(".tmp-*")),
+            "the layer unpack never started",
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143
+    _wait_for(lambda: _leftovers(cache) == before, f"left behind: {_leftovers(cache)}", 10)
 
 
 def _assert_refused(
@@ -483,3 +518,40 @@ def test_a_layered_tarball_without_its_suffix_unpacks(tmp_path: Path) -> None:
     res = run(["-d", "-e", str(bare), "true"], cache=tmp_path / "c", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert len(_layer_lines(res.stderr, "unpacked")) == len(a.layers)
+
+
+def test_real_builds_differing_in_one_distribution_share_the_rest(
+    tmp_path: Path, fixture_venv: FixtureVenv
+) -> None:
+    """envpack.build of a real Spec (the session's venv with PyYAML and fixture wheels), and
+    of the same Spec with one more distribution: the second env, on a node that has the
+    first, unpacks that distribution's layer only, and both run."""
+    site = fixture_venv.site_packages
+    base = {"PyYAML": ("yaml",)}
+    spec = Spec(
+        interpreter=probe(fixture_venv.python).interpreter,
+        roots=(),
+        distributions=tuple(distributions(site, base)),
+        stdlib=tuple(dynload_modules(fixture_venv.python, ["yaml", "datetime"])),
+    )
+    fewer = build(spec, tmp_path / "out-fewer", level=1)
+    extra = distributions(site, {**base, "fx-toolz": ("toolz", "tlz")})
+    more = replace(spec, distributions=tuple(extra))
+    full = build(more, tmp_path / "out-full", level=1)
+    cache = tmp_path / "c"
+    code = "import yaml; print(yaml.safe_load('a: 1'))"
+    first = run(["-d", "-e", str(fewer.path), "python", "-c", code], cache=cache, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "{'a': 1}\n"
+    second = run(["-d", "-e", str(full.path), "python", "-c", code], cache=cache, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout
+    res = run(["-e", str(full.path), "python", "-c", "import toolz"], cache=cache, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    unpacked = _layer_lines(second.stderr, "unpacked")
+    assert len(unpacked) == 1, second.stderr
+    assert len(_layer_lines(second.stderr, "present")) == len(full.layers) - 1
+    assert {x.name for x in full.layers if x.hash in unpacked} == {"fx-toolz"}
+    for env in (fewer, full):
+        res = run(["--check", "-e", str(cache / env.hash)], cache=cache, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
