@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Any
 
 from coffea import processor  # type: ignore[import-not-found]
 from coffea.nanoevents import NanoAODSchema  # type: ignore[import-not-found]
-from vine_driver import start_worker  # type: ignore[import-not-found]
+from vine_driver import start_worker, stop_worker  # type: ignore[import-not-found]
 
 CFG: dict[str, Any] = json.loads(Path(sys.argv[1]).read_text())
 
@@ -86,14 +84,7 @@ def main() -> int:
         )
         res["taskvine"] = run(executor)
     finally:
-        alive = worker.poll() is None
-        if alive:
-            worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        alive = stop_worker(worker)
     res["worker_alive"] = alive
     # where the user runs the analysis: the processor opens corrections/ relative to it (the
     # worker's copy ships in the env, linked into each task's directory by run_in_env)

@@ -14,8 +14,6 @@ Usage: dak_driver.py CONFIG.json
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 import dakfuncs  # type: ignore[import-not-found]
 import dask
 import ndcctools.taskvine as vine
-from vine_driver import start_worker  # type: ignore[import-not-found]
+from vine_driver import start_worker, stop_worker  # type: ignore[import-not-found]
 
 from envpack.integrations import taskvine as ev
 
@@ -64,14 +62,7 @@ def main(argv: list[str]) -> int:
             res["vine"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     finally:
         m._free()  # now, not at garbage collection: the worker must see this manager go
-        alive = worker.poll() is None
-        if alive:
-            worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        alive = stop_worker(worker)
     res["worker_alive"] = alive
     local = dask.compute(*graphs(cfg).values(), scheduler="sync")
     res["local"] = {n: plain(v) for n, v in zip(graphs(cfg), local, strict=True)}

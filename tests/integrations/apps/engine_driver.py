@@ -17,7 +17,6 @@ Usage: engine_driver.py CONFIG.json
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from typing import Any
 
 import enginefuncs  # type: ignore[import-not-found]  # the user's module, next to this script
 import ndcctools.taskvine as vine
-from vine_driver import start_worker  # type: ignore[import-not-found]
+from vine_driver import start_worker, stop_worker  # type: ignore[import-not-found]
 
 from envpack.integrations import taskvine as ev
 
@@ -136,14 +135,7 @@ def main(argv: list[str]) -> int:
     try:
         res = scenario(cfg, worker)
     finally:
-        alive = worker.poll() is None
-        if alive:
-            worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        alive = stop_worker(worker)
     res["worker_alive"] = alive
     print(json.dumps(res))
     return 0

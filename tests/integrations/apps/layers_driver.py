@@ -12,14 +12,13 @@ Usage: layers_driver.py CONFIG.json
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import ndcctools.taskvine as vine
-from vine_driver import start_worker  # type: ignore[import-not-found]
+from vine_driver import start_worker, stop_worker  # type: ignore[import-not-found]
 
 from envpack.integrations import taskvine as ev
 
@@ -55,8 +54,7 @@ def main(argv: list[str]) -> int:
             m._free()  # the worker must see this manager go; flushes its logs
             runs.append({"ok": ok, "output": output, "bytes_sent": sent(cfg["run_info"])})
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        stop_worker(worker)
     print(json.dumps({"runs": runs}))
     return 0
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -107,12 +105,10 @@ def main(argv: list[str]) -> int:
     finally:
         dfk.cleanup()
         parsl.clear()
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if worker is not None:  # only on TaskVine, whose manager side has ndcctools
+            from vine_driver import stop_worker  # type: ignore[import-not-found]
+
+            stop_worker(worker)
     res["logs"] = logs(Path(cfg["dir"]))[-12000:]
     print(json.dumps(res))
     return 0

@@ -70,6 +70,19 @@ def start_worker(cfg: dict[str, Any]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
+def stop_worker(worker: subprocess.Popen[bytes]) -> bool:
+    """Stop ``worker`` (TERM, then KILL after 15 s); whether it was still alive to be stopped."""
+    alive = worker.poll() is None
+    if alive:
+        worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+    return alive
+
+
 def make_tasks(m: Any, cfg: dict[str, Any]) -> list[Any]:
     """``tasks`` sixapp tasks for manager ``m``, the environment declared as ``mode`` says."""
     tarball = cfg["tarball"]  # cfg["cache"]: the TaskVine cache level of what is declared
@@ -140,14 +153,7 @@ def main(argv: list[str]) -> int:
         for i in range(cfg["managers"]):
             runs.append(run_manager(cfg, i, worker))
     finally:
-        alive = worker.poll() is None
-        if alive:
-            worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        alive = stop_worker(worker)
     # What the worker did with its cache when a new manager came (kept or deleted, by level).
     debug = Path(cfg["worker_debug"])
     levels = [ln.split("vine: ", 1)[-1] for ln in _lines(debug) if "has cache-level" in ln]
