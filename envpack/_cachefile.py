@@ -10,8 +10,9 @@ from __future__ import annotations
 import marshal
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any  # marshal's own bound (_Marshallable) is private
+from typing import Any, BinaryIO  # marshal's own bound (_Marshallable) is private
 
 
 def cache_dir() -> Path:
@@ -30,6 +31,25 @@ def load(path: Path | None) -> object:
         return None
 
 
+def write_atomic(
+    path: Path, writer: Callable[[BinaryIO], object], *, suffix: str = "", mode: int | None = None
+) -> None:
+    """Write ``path`` through ``writer`` on a temp file beside it (``.<name>.XXXX<suffix>``),
+    then rename: concurrent readers never see half. On any failure the temp file is removed and
+    the error raised; ``mode`` replaces mkstemp's 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer(fh)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save(path: Path | None, value: Any) -> bool:
     """Write ``value`` atomically (temp file + rename): concurrent readers never see half.
 
@@ -37,15 +57,7 @@ def save(path: Path | None, value: Any) -> bool:
     if path is None:
         return False
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                marshal.dump(value, fh)
-            os.replace(tmp, path)
-            return True
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(path, lambda fh: marshal.dump(value, fh))
+        return True
     except (OSError, ValueError):
         return False  # a cache that cannot be written is only a slower next run

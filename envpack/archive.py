@@ -21,7 +21,6 @@ import shutil
 import stat
 import subprocess
 import tarfile
-import tempfile
 import time
 import zlib
 from collections import deque
@@ -510,16 +509,8 @@ class PieceCache:
 
     def put(self, key: str, writer: Callable[[BinaryIO], object]) -> Path:
         """Write a piece under a temporary name and rename it: a reader never sees half."""
-        self.root.mkdir(parents=True, exist_ok=True)
         final = self.path(key)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                writer(fh)
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _cachefile.write_atomic(final, writer, suffix=".tmp")  # prune() knows .tmp files
         return final
 
     def prune(self, keep: Iterable[str] = (), *, suffix: str | None = None) -> int:
@@ -661,24 +652,27 @@ def write_pieces(out: BinaryIO, head: bytes, pieces: list[Piece], trailer: bytes
     out.flush()
     for piece in pieces:
         with open(piece.path, "rb") as src:
-            _copy(src, out, piece.size)
+            try:
+                copy_range(src.fileno(), out.fileno(), 0, piece.size)
+            except EOFError:
+                raise OSError(f"{piece.path} is shorter than its {piece.size} bytes") from None
     out.write(trailer)
 
 
-def _copy(src: BinaryIO, dst: BinaryIO, size: int) -> None:
-    left = size
-    try:
-        while left > 0:
-            n = os.copy_file_range(src.fileno(), dst.fileno(), left)
-            if n == 0:
-                break
-            left -= n
-    except OSError:
-        pass  # not supported here (another filesystem, an old kernel): copy through userspace
-    if left:
-        src.seek(size - left)
-        dst.seek(0, os.SEEK_END)
-        shutil.copyfileobj(src, dst)
+def copy_range(src: int, dst: int, offset: int, length: int) -> None:
+    """Append ``length`` bytes at ``offset`` of file ``src`` to ``dst`` (at its position): in
+    the kernel (copy_file_range) where it can, else through userspace (another filesystem, an
+    old kernel). EOFError when ``src`` ends first."""
+    left, at = length, offset
+    while left > 0:
+        try:
+            n = os.copy_file_range(src, dst, left, at)
+        except OSError:
+            n = os.write(dst, os.pread(src, min(left, 1 << 20), at))
+        if n == 0:
+            raise EOFError(f"the source ends {left} bytes short")
+        left -= n
+        at += n
 
 
 def zstd_available() -> bool:
@@ -753,6 +747,7 @@ __all__ = [
     "Source",
     "Stale",
     "compress_layers",
+    "copy_range",
     "digest",
     "digest_entries",
     "head_piece",

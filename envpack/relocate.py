@@ -10,6 +10,7 @@ Everything is relocatable by construction: nothing needs rewriting after unpacki
 from __future__ import annotations
 
 import _imp
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from envpack import _cachefile, elf
 from envpack.errors import BuildError
@@ -98,14 +100,13 @@ def apply_kept(src: Path, dst: Path, edits: ElfEdits) -> None:
             pass
     apply(src, dst, edits)
     if kept is not None:
-        try:
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{kept.name}.", dir=kept.parent)
-            os.close(fd)
-            shutil.copyfile(dst, tmp)
-            os.replace(tmp, kept)
-        except OSError:
-            pass  # not kept: the next build edits again
+        with contextlib.suppress(OSError):  # not kept: the next build edits again
+            _cachefile.write_atomic(kept, lambda fh: _copy_into(dst, fh))
+
+
+def _copy_into(src: Path, out: BinaryIO) -> None:
+    with open(src, "rb") as fh:
+        shutil.copyfileobj(fh, out)
 
 
 _RACY_NS = 2_000_000_000

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tarfile
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from envpack import _cachefile, layout
-from envpack.archive import PieceCache, read_meta
+from envpack.archive import PieceCache, copy_range, read_meta
 from envpack.errors import UsageError
 
 
@@ -100,30 +99,17 @@ def _write_ranges(src: BinaryIO, dst: Path, ranges: list[tuple[int, int]]) -> No
             return
     except FileNotFoundError:
         pass
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for offset, length in ranges:
-                _copy_range(src.fileno(), out.fileno(), offset, length)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
+    def write(out: BinaryIO) -> None:
+        for offset, length in ranges:
+            try:
+                copy_range(src.fileno(), out.fileno(), offset, length)
+            except EOFError:
+                raise UsageError(
+                    "the tarball ended before its layer index says it does (truncated?)"
+                ) from None
 
-def _copy_range(src: int, dst: int, offset: int, length: int) -> None:
-    left = length
-    at = offset
-    while left > 0:
-        try:
-            n = os.copy_file_range(src, dst, left, at)
-        except OSError:
-            n = os.write(dst, os.pread(src, min(left, 1 << 20), at))
-        if n == 0:
-            raise UsageError("the tarball ended before its layer index says it does (truncated?)")
-        left -= n
-        at += n
+    _cachefile.write_atomic(dst, write, suffix=".tmp", mode=0o644)  # prune() knows .tmp files
 
 
 __all__ = ["Split", "default_dir", "split", "suffix_of"]
