@@ -177,50 +177,22 @@ class TaskVine:
     ) -> VineRun:
         """``managers`` managers one after another on one port, ``tasks`` tasks each, all served
         by one vine_worker whose tasks cannot see ``hide``; see apps/vine_driver.py for ``mode``."""
-        ip = ip_tool()
-        assert ip is not None
-        here = self.root / f"vine{self.runs}"
-        self.runs += 1
-        here.mkdir(parents=True)
-        workspace = here / "workspace"
-        cfg: dict[str, object] = {
-            "mode": mode,
-            "cache": cache,
-            "tarball": str(tarball),
-            "runner": str(tarball.parent / "envpack-run"),
-            "tasks": tasks,
-            "managers": managers,
-            "vine_worker": str(self.cctools.vine_worker),
-            "workspace": str(workspace),
-            "worker_log": str(here / "worker.log"),
-            "worker_debug": str(here / "worker.debug"),
-            "run_info": str(here / "run-info"),
-            "hide": [str(p) for p in hide],
-            "port": PORT,
-            "timeout": timeout,
-        }
-        config = here / "driver.json"
-        config.write_text(json.dumps(cfg, indent=1))
-        env = dict(os.environ)
-        # The runner's default cache is under test: nothing envpack reads may be set, and an
-        # ENVPACK_CACHE from the caller's shell must not leak in.
-        for var in ("ENVPACK_CACHE", "PYTHONHOME", "VIRTUAL_ENV"):
-            env.pop(var, None)
-        env["PYTHONPATH"] = str(self.cctools.site_packages)  # the manager's ndcctools only
-        cmd = ["unshare", "--net", "--mount", "sh", "-c", _netns_script(ip), "sh"]
-        cmd += [sys.executable, str(DRIVER), str(config)]
-        res = subprocess.run(
-            cmd, capture_output=True, text=True, env=env, timeout=managers * timeout + 60
+        raw, log = self.run_app(
+            DRIVER,
+            {
+                "mode": mode,
+                "cache": cache,
+                "tarball": str(tarball),
+                "runner": str(tarball.parent / "envpack-run"),
+                "tasks": tasks,
+                "managers": managers,
+            },
+            hide=hide,
+            timeout=timeout,
+            limit=managers * timeout + 60,
         )
-        log_path = here / "worker.log"
-        log = log_path.read_text(errors="replace") if log_path.exists() else ""
-        assert res.returncode == 0 and res.stdout.strip(), (
-            f"vine_driver.py exited {res.returncode}\nstderr:\n{res.stderr[-3000:]}\n"
-            f"worker log:\n{log[-2000:]}"
-        )
-        raw = json.loads(res.stdout.strip().splitlines()[-1])
         return VineRun(
-            workspace=workspace,
+            workspace=Path(raw["workspace"]),
             managers=[[VineTask(**t) for t in m["tasks"]] for m in raw["managers"]],
             worker_alive=raw["worker_alive"],
             cache_events=raw["cache_events"],
@@ -236,11 +208,14 @@ class TaskVine:
         pythonpath: Sequence[Path] = (),
         timeout: float = 60,
         python: Path | None = None,
+        limit: float | None = None,
     ) -> tuple[dict[str, Any], str]:
         """Run a manager program ``driver`` (which starts its worker with vine_driver's
         start_worker) in a network namespace of its own, on ``python`` (default: this one);
-        returns its JSON line and the worker's log and debug log. ``pythonpath`` precedes
-        cctools' site-packages, for the manager only."""
+        returns its JSON line (plus the worker's workspace) and the worker's log and debug log.
+        ``pythonpath`` precedes cctools' site-packages, for the manager only. ``timeout`` is
+        the driver's own bound
+        (its config's), ``limit`` the whole run's (default: ``timeout`` + 90 s)."""
         here = self.root / f"app{self.runs}"
         self.runs += 1
         here.mkdir(parents=True)
@@ -264,7 +239,7 @@ class TaskVine:
             [*map(str, pythonpath), str(self.cctools.site_packages)]
         )
         argv = [str(python or sys.executable), str(driver), str(path)]
-        res = run_in_netns(argv, env=env, timeout=timeout + 90)
+        res = run_in_netns(argv, env=env, timeout=limit or timeout + 90)
         # the worker's output, then its debug log (where a failed library's traceback goes)
         log = "\n".join(
             p.read_text(errors="replace")
@@ -276,4 +251,5 @@ class TaskVine:
             f"worker log:\n{log[-2000:]}"
         )
         raw: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+        raw.setdefault("workspace", cfg["workspace"])  # where the worker kept its cache
         return raw, log
