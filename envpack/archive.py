@@ -513,15 +513,11 @@ class PieceCache:
         _cachefile.write_atomic(final, writer, suffix=".tmp")  # prune() knows .tmp files
         return final
 
-    def prune(self, keep: Iterable[str] = (), *, suffix: str | None = None) -> int:
-        """Remove least recently used files (the later of atime and mtime) past the bound:
-        pieces (``keep``: keys), or with ``suffix=""`` any file (``keep``: names); never a temp
-        file younger than an hour (a live build's). Returns the bytes removed."""
-        if suffix is None:
-            kept = {self.path(k).name for k in keep}
-            suffix = ".piece"
-        else:
-            kept = set(keep)
+    def prune(self, keep: Iterable[str] = (), *, suffix: str = ".piece") -> int:
+        """Remove least recently used files named ``*<suffix>`` (the later of atime and mtime
+        is their last use) past the bound, never those named in ``keep``, nor a temp file
+        younger than an hour (a live build's). Returns the bytes removed."""
+        kept = set(keep)
         items: list[tuple[float, int, Path]] = []
         total = 0
         now = time.time()
@@ -612,7 +608,7 @@ def compress_layers(
     for layer, key in zip(layers, keys, strict=True):
         path = found[key] or made[key]
         pieces.append(Piece(layer, path, path.stat().st_size, found[key] is not None))
-    cache.prune(keys)
+    cache.prune(cache.path(k).name for k in keys)
     return pieces
 
 
