@@ -166,6 +166,19 @@ def test_data_links_in_the_task_cwd(tmp_path: Path) -> None:
     assert "ignoring" in res.stderr
 
 
+def test_only_unpacking_links_nothing_into_the_cwd(tmp_path: Path) -> None:
+    # `-n` (and no command at all) prepares the node cache, e.g. in a pre-stage: no task
+    # runs in this directory, so none of the environment's data links may appear in it.
+    env = make_env(tmp_path, files={"local/top.txt": "top"}, links=["top.txt"])
+    cwd = tmp_path / "stage"
+    cwd.mkdir()
+    cache = tmp_path / "c"
+    assert run(["-n", "-e", str(env.tarball), "true"], cache=cache, cwd=cwd).returncode == 0
+    assert run(["-e", str(env.tarball)], cache=cache, cwd=cwd).returncode == 0
+    assert list(cwd.iterdir()) == []
+    assert cache_entries(cache) == [env.hash]
+
+
 def test_zstd_tarball(tmp_path: Path) -> None:
     if shutil.which("zstd") is None:
         pytest.skip("zstd is not installed")
