@@ -88,20 +88,25 @@ def apply_kept(src: Path, dst: Path, edits: ElfEdits) -> None:
     a cached build would pay that for nothing. The output is kept in the cache directory
     under a key of the source's stat, the edits and the stat of lief and objcopy themselves
     (another version writes other bytes); a source modified within the last seconds is
-    never kept (a second write in the same timestamp tick would go unseen).
+    never kept (a second write in the same timestamp tick would go unseen). Bounded like the
+    piece cache (``$ENVPACK_PIECE_CACHE_MAX``): the least recently used files go first.
     """
+    from envpack.archive import PieceCache
+
     key = _edit_key(src, edits)
     kept = _cachefile.cache_dir() / "edited-elf" / key if key else None
     if kept is not None:
         try:
             shutil.copyfile(kept, dst)
+            os.utime(kept)  # its mtime is its last use
             return
         except OSError:
             pass
     apply(src, dst, edits)
     if kept is not None:
         with contextlib.suppress(OSError):  # not kept: the next build edits again
-            _cachefile.write_atomic(kept, lambda fh: _copy_into(dst, fh))
+            _cachefile.write_atomic(kept, lambda fh: _copy_into(dst, fh), suffix=".tmp")
+            PieceCache(kept.parent).prune({kept.name}, suffix="")
 
 
 def _copy_into(src: Path, out: BinaryIO) -> None:

@@ -178,6 +178,29 @@ def test_apply_sets_the_run_path_and_strips_in_one_go(
     assert kept() == out.read_bytes() and kept.keep.stat().st_mtime_ns == 1  # type: ignore[union-attr]
 
 
+def test_kept_edits_are_reused_and_bounded(
+    elf_pair: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cache of our own (not the user's) and a bound of one file's size, to see eviction.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    exe, lib = elf_pair
+    edits = relocate.ElfEdits(rpath=("$ORIGIN",))
+    for src in (exe, lib):
+        os.utime(src, ns=(10**18, 10**18))  # old enough to be kept (not written this second)
+    relocate.apply_kept(exe, tmp_path / "a", edits)
+    kept_dir = tmp_path / "cache" / "envpack" / "edited-elf"
+    (first,) = kept_dir.iterdir()
+    os.utime(first, ns=(1, 1))  # a hit marks it used again
+    relocate.apply_kept(exe, tmp_path / "b", edits)
+    assert first.stat().st_mtime_ns > 1
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+    monkeypatch.setenv("ENVPACK_PIECE_CACHE_MAX", str(first.stat().st_size))
+    os.utime(first, ns=(1, 1))
+    relocate.apply_kept(lib, tmp_path / "c", edits)
+    (survivor,) = kept_dir.iterdir()  # the least recently used one went
+    assert survivor != first and survivor.read_bytes() == (tmp_path / "c").read_bytes()
+
+
 def test_edited_elf_with_nothing_to_strip_is_the_file(elf_pair: tuple[Path, Path]) -> None:
     exe, _ = elf_pair
     objcopy = Path(shutil.which("objcopy") or "/nonexistent/objcopy")
