@@ -21,8 +21,12 @@ Racy stats (as git's racy-clean index entries): a change within the file system'
 granularity of the one before it leaves the stat as it was. A path whose mtime or ctime is
 within ``_RACY_NS`` of the analysis start is therefore also stored with a fingerprint (a file's
 sha256, a directory's listing) that every lookup checks, until a lookup finds the stat old
-enough to stand alone and drops it. Paths noted only after they were used (the probe's sys.path,
-known once it answered) must not be racy at all, or nothing is stored.
+enough to stand alone. Every directory keeps its listing's fingerprint: what was consulted is
+the listing, so a directory whose stat moved but whose names did not (the Spec written beside
+the processor) still vouches, and its new stat is kept. Paths noted only after they were used
+(the probe's sys.path,
+known once it answered) and racy make ``store`` ask the probe again, after taking their stats,
+and keep the result only if the answer is the same.
 
 What printing a result needs (the CLI's rendered output for one console) may ride along in the
 entry (``add_rendering``), so a warm ``envpack analyze`` loads neither the analyzer nor rich.
@@ -36,7 +40,7 @@ import hashlib
 import os
 import sys
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -50,8 +54,10 @@ _MAX_RENDERINGS = 4  # consoles (tty or not, widths) per entry
 # Coarser than any file system's timestamps (1 s on ext3/HFS+, 2 s on FAT) plus clock skew.
 _RACY_NS = 3_000_000_000
 
-# What was consulted at a path: its contents, its listing, or only whether (and as what) it is.
-FILE, DIR, PATH = 0, 1, 2
+# What was consulted at a path: its contents, its listing, the names of its listing an import
+# can find (directories, module files), or only whether (and as what) it is. The lower wins.
+FILE, DIR, IMPORT_DIR, PATH = 0, 1, 2, 3
+_MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")  # every extension suffix ends in .so/.pyd
 
 # (mtime_ns, size, inode, ctime_ns, mode), None: no such path.
 Stat = tuple[int, int, int, int, int] | None
@@ -78,6 +84,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.start = time.time_ns()
         self.seen: dict[str, list[Any]] = {}  # path -> [kind, stat, late]
+        self.confirmations: list[Callable[[], bool]] = []
 
     def note(self, path: str, kind: int, late: bool) -> None:
         entry = self.seen.get(path)
@@ -105,6 +112,13 @@ def recording_on() -> bool:
     return _recorder is not None
 
 
+def confirm_late(check: Callable[[], bool]) -> None:
+    """``check`` redoes what the late-noted paths fed (the probe) and says whether the answer
+    is the same; ``store`` calls it when one of those paths is racy, after taking its stats."""
+    if _recorder is not None:
+        _recorder.confirmations.append(check)
+
+
 def note_file(path: str | os.PathLike[str], *, late: bool = False) -> None:
     """The contents of ``path`` are about to be read (or its absence to matter)."""
     if _recorder is not None:
@@ -115,6 +129,14 @@ def note_dir(path: str | os.PathLike[str], *, late: bool = False) -> None:
     """The listing of directory ``path`` is about to be read."""
     if _recorder is not None:
         _recorder.note(os.path.abspath(path), DIR, late)
+
+
+def note_import_dir(path: str | os.PathLike[str]) -> None:
+    """Directory ``path`` is about to be listed to find modules: only its subdirectories and
+    module files can change what an import finds there (an envpack.json written beside the
+    processor cannot)."""
+    if _recorder is not None:
+        _recorder.note(os.path.abspath(path), IMPORT_DIR, False)
 
 
 def note_path(path: str | os.PathLike[str], *, late: bool = False) -> None:
@@ -166,6 +188,11 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
+def _racy(st: Stat, after: int) -> bool:
+    """Whether a change made after ``st`` was taken could leave it as it is."""
+    return st is not None and max(st[0], st[3]) >= after
+
+
 def _fingerprint(path: str, kind: int) -> str | None:
     """What a stat cannot vouch for when it is racy: a file's bytes, a directory's listing."""
     digest = hashlib.sha256()
@@ -174,9 +201,14 @@ def _fingerprint(path: str, kind: int) -> str | None:
             with open(path, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     digest.update(block)
-        elif kind == DIR:
+        elif kind in (DIR, IMPORT_DIR):
             with os.scandir(path) as it:
-                names = sorted(f"{e.name}/{int(_is_dir(e))}" for e in it)
+                names = sorted(
+                    f"{e.name}/{int(is_dir)}"
+                    for e in it
+                    for is_dir in (_is_dir(e),)
+                    if kind == DIR or is_dir or e.name.endswith(_MODULE_SUFFIXES)
+                )
             digest.update("\0".join(names).encode("utf-8", "surrogateescape"))
         else:
             return None
@@ -276,17 +308,20 @@ def lookup(key: str | None) -> dict[str, Any] | None:
     if not isinstance(rows, list):
         return None
     settled = time.time_ns() - _RACY_NS
-    dropped = False
-    for i, (p, kind, st, fp) in enumerate(rows):
-        if _stat(p) != st:
+    dirty = False
+    for i, (p, kind, st, fp, check) in enumerate(rows):
+        now = _stat(p)
+        if now == st and not check:
+            continue
+        # A changed stat (the Spec written beside the processor, a touch) or a racy one: the
+        # fingerprint decides, when there is one.
+        if fp is None or _fingerprint(p, kind) != fp:
             return None
-        if fp is not None:
-            if _fingerprint(p, kind) != fp:
-                return None
-            if st is not None and max(st[0], st[3]) < settled:
-                rows[i] = (p, kind, st, None)  # old enough now: the stat alone will tell
-                dropped = True
-    if dropped:
+        racy = kind != PATH and _racy(now, settled)
+        if now != st or racy != check:
+            rows[i] = (p, kind, now, fp, racy)  # what the next lookup needs to look at
+            dirty = True
+    if dirty:
         _cachefile.save(path, entry)
     else:
         with suppress(OSError):
@@ -296,22 +331,30 @@ def lookup(key: str | None) -> dict[str, Any] | None:
 
 def store(key: str | None, recorder: _Recorder, spec_json: str) -> bool:
     """Keep ``spec_json`` under ``key`` with the stats ``recorder`` took; False when not kept
-    (something changed while the analysis ran, a late path is racy, or the disk refused)."""
+    (something changed while the analysis ran, a racy late path's source answers otherwise
+    now, or the disk refused)."""
     if key is None:
         return False
     racy_after = recorder.start - _RACY_NS
-    rows: list[tuple[str, int, Stat, str | None]] = []
+    rows: list[tuple[str, int, Stat, str | None, bool]] = []
+    late_racy = False
     for p, (kind, st, late) in recorder.seen.items():
         if _stat(p) != st:
             return False
+        # Whether (and as what) a path exists is all its stat must tell, racy or not.
+        racy = kind != PATH and _racy(st, racy_after)
         fp = None
-        if st is not None and max(st[0], st[3]) >= racy_after:
-            if late:
-                return False
+        if racy or (kind in (DIR, IMPORT_DIR) and st is not None):
             fp = _fingerprint(p, kind)
+            late_racy = late_racy or (racy and late)
             if _stat(p) != st:
                 return False
-        rows.append((p, kind, st, fp))
+        rows.append((p, kind, st, fp, racy))
+    # A late path was noted after its use: its stat (and fingerprint, taken above) vouch for
+    # the answer only if the answer, asked again now, is the one the analysis used.
+    checks = recorder.confirmations
+    if late_racy and not (checks and all(check() for check in checks)):
+        return False
     entry = {"format": FORMAT, "key": key, "spec": spec_json, "paths": rows, "renderings": []}
     if not _cachefile.save(_entry_file(key), entry):
         return False
@@ -366,6 +409,7 @@ __all__ = [
     "note_dir",
     "note_file",
     "note_glob",
+    "note_import_dir",
     "note_path",
     "note_tree",
     "recording",

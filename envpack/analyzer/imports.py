@@ -287,7 +287,7 @@ class _Finder(modulefinder.ModuleFinder):
             return self.listings[directory]
         files: set[str] = set()
         dirs: set[str] = set()
-        _resultcache.note_dir(directory)
+        _resultcache.note_import_dir(directory)
         try:
             with os.scandir(directory) as it:
                 for entry in it:

@@ -190,16 +190,23 @@ def probe(python: str | os.PathLike[str] | None = None) -> Target:
     Raises UsageError saying what ran and how it failed when the target is not a Python
     that can answer the probe.
     """
+    exe = resolve_executable(python)
+    # An analysis whose result is stored asks afresh: a .pth added since this process last
+    # asked would otherwise be missed in a result that outlives the process.
+    if exe in _cache and not _resultcache.recording_on():
+        return _cache[exe]
+    _note_target(exe, None)
+    target = _target(exe, _run_probe(exe))
+    _cache[exe] = target
+    _note_target(exe, target)
+    _resultcache.confirm_late(lambda: _target(exe, _run_probe(exe)) == target)
+    return target
+
+
+def _target(exe: str, raw: dict[str, Any]) -> Target:
+    """The probe's answer as a Target."""
     from envpack.spec import Interpreter
 
-    exe = resolve_executable(python)
-    if exe in _cache:
-        target = _cache[exe]
-        _note_target(exe, None)
-        _note_target(exe, target)
-        return target
-    _note_target(exe, None)
-    raw = _run_probe(exe)
     try:
         interp = Interpreter(
             implementation=raw["implementation"],
@@ -230,15 +237,14 @@ def probe(python: str | os.PathLike[str] | None = None) -> Target:
         )
     except (KeyError, IndexError, TypeError) as exc:
         raise UsageError(f"{exe}: the probe's answer lacks {exc}; is it CPython 3.8+?") from None
-    _cache[exe] = target
-    _note_target(exe, target)
     return target
 
 
 def _note_target(exe: str, target: Target | None) -> None:
     """Tell a result cache what the probe's answer depends on: the binary and its venv's
     pyvenv.cfg (before the probe), then each sys.path entry and what site.py reads there
-    (``.pth`` files, the paths they add, sitecustomize), noted after it ran (``late``)."""
+    (``.pth`` files, the paths they add, sitecustomize), noted after it ran (``late``: if one
+    changed just before, the result cache asks the probe again before it keeps a result)."""
     if not _resultcache.recording_on():
         return
     if target is None:
