@@ -255,7 +255,7 @@ def _run(
         echo_json(spec.to_json())
     else:
         try:
-            spec.write(output)
+            spec.write(output)  # (the JSON is made once, for this and the result cache)
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror}", 2)
     if notebook is not None:
