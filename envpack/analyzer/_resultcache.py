@@ -175,7 +175,7 @@ def note_glob(pattern: str) -> None:
     magic = next((i for i, part in enumerate(parts) if glob.has_magic(part)), None)
     if magic is None:
         note_path(os.sep.join(parts))
-    elif magic == len(parts) - 1:
+    elif magic == len(parts) - 1 and "**" not in parts[magic]:
         note_dir(os.sep.join(parts[:magic]) or os.sep)
     else:
         note_tree(os.sep.join(parts[:magic]) or os.sep)

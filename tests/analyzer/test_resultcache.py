@@ -8,7 +8,9 @@ what ``cache=False`` (a fresh analysis) gives, and differs from the first where 
 
 from __future__ import annotations
 
+import importlib.machinery
 import marshal
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -19,6 +21,7 @@ import pytest
 from envpack.analyzer import _resultcache
 from envpack.analyzer.api import analyze
 from envpack.spec import Spec
+from tests.analyzer.ccompile import compile_c, needs_gcc
 from tests.conftest import BareVenv, FixtureVenv
 from tests.wheels import build_wheel
 
@@ -151,6 +154,29 @@ def test_a_distribution_rewritten_in_place(bare_venv: BareVenv, tmp_path: Path) 
         fh.write("fx_hot-1.0.dist-info/RECORD,,\n")
     spec = _fresh_after_change([proc], bare_venv.python)
     assert [(d.name, d.version) for d in spec.distributions] == [("fx-hot", "1.1")]
+
+
+@needs_gcc
+def test_an_elf_file_rebuilt_or_a_library_earlier_on_its_rpath(
+    fixture_venv: FixtureVenv, tmp_path: Path
+) -> None:
+    lib = compile_c("foo.c", tmp_path / "b" / "libfxfoo.so")
+    (tmp_path / "a").mkdir()
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    ext = tmp_path / "work" / f"fxext{suffix}"
+    rpath = [tmp_path / "a", tmp_path / "b"]
+    compile_c("ext.c", ext, link=[lib], rpath=rpath)
+    proc = tmp_path / "work" / "proc.py"
+    proc.write_text("import fxext\n")
+
+    def foo(spec: Spec) -> str | None:
+        return next((n.path for n in spec.native if n.soname == "libfxfoo.so"), "not needed")
+
+    assert foo(_stored([proc], fixture_venv.python)) == str(lib)
+    shutil.copy(lib, tmp_path / "a")  # found first now, as ld.so would
+    assert foo(_fresh_after_change([proc], fixture_venv.python)) == str(tmp_path / "a" / lib.name)
+    compile_c("ext.c", ext, rpath=rpath)  # rebuilt without it
+    assert foo(_fresh_after_change([proc], fixture_venv.python)) == "not needed"
 
 
 def test_a_data_file_named_in_a_config_module(fixture_venv: FixtureVenv, tmp_path: Path) -> None:
