@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from envpack.errors import AnalysisError, BuildError, EnvpackError, SpecError, UsageError
-from envpack.spec import Spec
 
 if TYPE_CHECKING:
     from envpack.analyzer.api import analyze
     from envpack.analyzer.notebook import analyze_notebook
     from envpack.analyzer.objects import analyze_objects
     from envpack.build import Environment, build
+    from envpack.spec import Spec
 
 __all__ = [
     "AnalysisError",
@@ -33,11 +33,13 @@ _LAZY = {
     "analyze_objects": "envpack.analyzer.objects",
     "build": "envpack.build",
     "Environment": "envpack.build",
+    "Spec": "envpack.spec",
 }
 
 
 def __getattr__(name: str) -> Any:
-    # analyze and build pull in pyelftools and lief; load them on first use only.
+    # analyze and build pull in pyelftools and lief, the Spec its dataclasses: load them on
+    # first use only (a CLI run answered from the result cache needs none of them).
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(name)

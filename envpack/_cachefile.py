@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import marshal
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO  # marshal's own bound (_Marshallable) is private
@@ -37,6 +36,8 @@ def write_atomic(
     """Write ``path`` through ``writer`` on a temp file beside it (``.<name>.XXXX<suffix>``),
     then rename: concurrent readers never see half. On any failure the temp file is removed and
     the error raised; ``mode`` replaces mkstemp's 0600."""
+    import tempfile  # (with shutil: not for the readers, such as a warm `envpack analyze`)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:

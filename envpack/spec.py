@@ -148,7 +148,13 @@ class Spec:
         return next((d for d in self.distributions if _norm(d.name) == key), None)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        """The canonical JSON, made once (80 ms for a coffea Spec): a frozen Spec cannot change,
+        and analyze() (for its result cache), the CLI and digest() all want it."""
+        text = self.__dict__.get("_json")
+        if text is None:
+            text = json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+            object.__setattr__(self, "_json", text)  # not a field: eq, repr and asdict skip it
+        return text
 
     def digest(self) -> str:
         """A hash of the Spec's content, stable across runs (the JSON is canonical)."""

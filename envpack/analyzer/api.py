@@ -11,11 +11,13 @@ import os
 import tomllib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from envpack._cachefile import cache_dir
+from envpack.analyzer import _resultcache
 from envpack.analyzer.data import data_tree, manual_data, package_data
 from envpack.analyzer.distributions import (
     DistIndex,
@@ -24,6 +26,7 @@ from envpack.analyzer.distributions import (
     marker_environment,
     resolve_path,
 )
+from envpack.analyzer.hints import parse_hint
 from envpack.analyzer.imports import MissingImport, check_root, find_imports
 from envpack.analyzer.interpreter import Target, probe
 from envpack.analyzer.stdlib import unreached_extensions
@@ -50,6 +53,7 @@ def analyze(
     project_dir: str | os.PathLike[str] | None = None,
     data: Sequence[str] = (),
     exclude: Collection[str] = (),
+    cache: bool = True,
 ) -> Spec:
     """Analyze processor files for the target interpreter ``python`` (default: this one).
 
@@ -63,8 +67,42 @@ def analyze(
     files, directories or globs (relative to the current directory) to ship as data besides
     what the code is seen to open, placed as they lie relative to the first processor.
     ``exclude`` names modules never to ship (with the project's ``exclude``): importing one
-    is no error.
+    is no error. ``cache``: reuse the stored result of the same call when nothing it consulted
+    has changed (envpack.analyzer._resultcache), and store this one; False analyzes afresh.
     """
+    paths = list(paths)
+    options: dict[str, Any] = {
+        "include_lazy": include_lazy,
+        "hints": hints,
+        "python": python,
+        "search_path": search_path,
+        "project_dir": project_dir,
+        "data": data,
+        "exclude": exclude,
+    }
+    if not cache:
+        return _analyze(paths, **options)
+    key = _resultcache.analysis_key(paths, **options)
+    entry = _resultcache.lookup(key)
+    if entry is not None:
+        return Spec.from_json(entry["spec"], source="the result cache")
+    with _resultcache.recording() as recorder:
+        spec = _analyze(paths, **options)
+    _resultcache.store(key, recorder, spec.to_json())
+    return spec
+
+
+def _analyze(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    include_lazy: Collection[str],
+    hints: Hints | None,
+    python: str | os.PathLike[str] | None,
+    search_path: Sequence[str | os.PathLike[str]],
+    project_dir: str | os.PathLike[str] | None,
+    data: Sequence[str],
+    exclude: Collection[str],
+) -> Spec:
     from envpack.analyzer.native import analyze_native
 
     roots = _roots(paths)
@@ -287,6 +325,7 @@ def project_settings(start: Path) -> ProjectSettings:
     """Read ``[tool.envpack]`` from the first pyproject.toml at or above ``start``."""
     for directory in (start, *start.parents):
         pyproject = directory / "pyproject.toml"
+        _resultcache.note_file(pyproject)
         if pyproject.is_file():
             try:
                 data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
@@ -315,15 +354,6 @@ def project_settings(start: Path) -> ProjectSettings:
                 )
             return ProjectSettings(hints, lazy, files, directory, exclude, pyproject)
     return ProjectSettings({}, ())
-
-
-def parse_hint(text: str) -> tuple[str, tuple[str, ...]]:
-    """``MOD=NAME[,NAME…]`` from the command line."""
-    mod, sep, rest = text.partition("=")
-    names = tuple(n.strip() for n in rest.split(",") if n.strip())
-    if not sep or not mod.strip() or not names:
-        raise UsageError(f"--hint {text!r}: expected MODULE=NAME[,NAME...]")
-    return mod.strip(), names
 
 
 # Import names whose distribution is named otherwise, for the advice on a missing import (the
@@ -409,6 +439,8 @@ def _roots(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 def _site_dirs(target: Target) -> list[str]:
     interp = target.interpreter
     stdlib_dirs = {os.path.realpath(d) for d in (interp.stdlib, interp.platstdlib, interp.dynload)}
+    for p in target.sys_path:
+        _resultcache.note_path(p)
     return [
         p for p in target.sys_path if os.path.isdir(p) and os.path.realpath(p) not in stdlib_dirs
     ]
@@ -448,6 +480,7 @@ def _is_ext(path: str) -> bool:
 
 
 def _size(location: str, rel: str) -> int:
+    _resultcache.note_path(os.path.join(location, rel))
     try:
         return os.lstat(os.path.join(location, rel)).st_size
     except OSError:

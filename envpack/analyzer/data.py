@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from envpack.analyzer import _resultcache
 from envpack.analyzer.conditions import callee as _callee
 from envpack.analyzer.conditions import const_str as _str
 from envpack.analyzer.conditions import dotted as _dotted
@@ -1061,6 +1062,7 @@ class _Resolver:
             arc = _norm(posixpath.join(value.arcdir, value.rel))
             if full == mod.path:
                 return
+            _resultcache.note_path(full)
             if os.path.exists(full):
                 self.add(full, value.rel, "file", site, arc)
             elif op is not None:
@@ -1073,6 +1075,7 @@ class _Resolver:
             return
         for directory in [here, *self.workdirs]:
             full = os.path.normpath(os.path.join(directory, rel))
+            _resultcache.note_path(full)
             if os.path.exists(full) and full != mod.path:
                 self.add(full, value, "cwd", site, rel)
                 return
@@ -1093,6 +1096,7 @@ class _Resolver:
         else:
             return
         for directory, arcdir in roots:
+            _resultcache.note_glob(os.path.join(glob.escape(directory), pat))
             matches = sorted(glob.glob(os.path.join(glob.escape(directory), pat), recursive=True))
             if matches:
                 for full in matches:
@@ -1609,6 +1613,7 @@ def data_tree(path: str, relpath: str, is_dir: bool) -> list[tuple[str, str]]:
     if not is_dir:
         return [(path, rel)]
     out: list[tuple[str, str]] = []
+    _resultcache.note_tree(path)
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
         for name in sorted(filenames):
@@ -1630,8 +1635,10 @@ def manual_data(entries: Sequence[tuple[str, str, str]], root: str) -> list[tupl
     for given, base, who in entries:
         pattern = os.path.join(base, os.path.expanduser(given))
         if glob.has_magic(given):
+            _resultcache.note_glob(pattern)
             matches = sorted(glob.glob(pattern, recursive=True))
         else:
+            _resultcache.note_path(pattern)
             matches = [pattern] if os.path.exists(pattern) else []
         if not matches:
             raise UsageError(f"{who}: data {given!r} matches no file (looked in {base})")
@@ -1662,6 +1669,7 @@ def package_data(directory: str, arcdir: str) -> list[tuple[str, str]]:
     ``__pycache__``, ``*.egg-info`` and ``tests``/``test`` directories; in sorted order.
     """
     out: list[tuple[str, str]] = []
+    _resultcache.note_tree(directory)
     for dirpath, dirnames, filenames in os.walk(directory):
         dirnames[:] = sorted(
             d

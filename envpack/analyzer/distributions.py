@@ -23,6 +23,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from envpack import _cachefile
+from envpack.analyzer import _resultcache
 from envpack.spec import Interpreter, LeftOut
 
 
@@ -153,6 +154,7 @@ class _DistCache:
 
 
 def _stamp(location: str) -> _Stamp | None:
+    _resultcache.note_dir(location)
     try:
         mtime = os.stat(location).st_mtime_ns
         names = sorted(n for n in os.listdir(location) if n.endswith(_META_DIRS))
@@ -162,6 +164,7 @@ def _stamp(location: str) -> _Stamp | None:
     for name in names:
         meta_dir = os.path.join(location, name)
         for probe in ("RECORD", "installed-files.txt", "SOURCES.txt", ""):
+            _resultcache.note_path(os.path.join(meta_dir, probe) if probe else meta_dir)
             try:
                 st = os.stat(os.path.join(meta_dir, probe) if probe else meta_dir)
             except OSError:
@@ -204,6 +207,7 @@ def _dist_info(location: str, meta_dir: str) -> _Raw | None:
         record = tuple(row[0] for row in csv.reader(record_text.splitlines()) if row)
     else:  # no RECORD (a hand-made install): ship at least its metadata
         base = os.path.basename(meta_dir)
+        _resultcache.note_dir(meta_dir)
         record = tuple(os.path.join(base, f) for f in sorted(os.listdir(meta_dir)))
     return _Raw(
         name=name,
@@ -216,6 +220,14 @@ def _dist_info(location: str, meta_dir: str) -> _Raw | None:
 
 
 def _egg_info(location: str, meta_dir: str) -> _Raw | None:
+    if _resultcache.recording_on():
+        _resultcache.note_dir(meta_dir)  # (a single-file .egg-info: its stat)
+        try:
+            names = sorted(os.listdir(meta_dir))
+        except OSError:
+            names = []
+        for entry in names:
+            _resultcache.note_file(os.path.join(meta_dir, entry))
     dist = importlib_metadata.PathDistribution(Path(meta_dir))
     name = dist.metadata["Name"] if dist.metadata else None
     if not name:
@@ -248,6 +260,7 @@ def _headers(text: str) -> dict[str, list[str]]:
 
 
 def _read_text(path: str) -> str | None:
+    _resultcache.note_file(path)
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             return fh.read()

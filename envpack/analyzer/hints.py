@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
+from envpack.errors import UsageError
+
 HINTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         # uproot decompresses TBaskets through functions of uproot.extras that import the codec
@@ -49,4 +51,13 @@ def merged(user: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...
     return out
 
 
-__all__ = ["HINTS", "merged"]
+def parse_hint(text: str) -> tuple[str, tuple[str, ...]]:
+    """``MOD=NAME[,NAME…]`` from the command line."""
+    mod, sep, rest = text.partition("=")
+    names = tuple(n.strip() for n in rest.split(",") if n.strip())
+    if not sep or not mod.strip() or not names:
+        raise UsageError(f"--hint {text!r}: expected MODULE=NAME[,NAME...]")
+    return mod.strip(), names
+
+
+__all__ = ["HINTS", "merged", "parse_hint"]

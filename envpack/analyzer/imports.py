@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from envpack._cachefile import cache_dir as default_cache_dir
+from envpack.analyzer import _resultcache
 from envpack.analyzer import data as _data
 from envpack.analyzer import hints as _hints
 from envpack.analyzer._parsecache import CacheStats, ParseCache, Parser
@@ -286,6 +287,7 @@ class _Finder(modulefinder.ModuleFinder):
             return self.listings[directory]
         files: set[str] = set()
         dirs: set[str] = set()
+        _resultcache.note_import_dir(directory)
         try:
             with os.scandir(directory) as it:
                 for entry in it:
@@ -351,8 +353,10 @@ class _Finder(modulefinder.ModuleFinder):
         if self._init_file(where) is not None:
             return None, where, ("", "", _PKG_DIRECTORY)
         for suffix, kind in self.suffixes:
+            _resultcache.note_path(where + suffix)
             if os.path.isfile(where + suffix):
                 return None, where + suffix, (suffix, "rb", kind)
+        _resultcache.note_path(where)
         if os.path.isdir(where):
             self.ns_portions[name] = [where]
             return None, where, ("", "", _NAMESPACE)
@@ -397,6 +401,7 @@ class _Finder(modulefinder.ModuleFinder):
                 others.append(candidate)
         if not others:
             return
+        _resultcache.note_file(init)
         try:
             text = Path(init).read_bytes()
         except OSError:
@@ -410,6 +415,7 @@ class _Finder(modulefinder.ModuleFinder):
         self.meta[fqname] = ((*chain, fqname), site, kind)
         self.queue.append(fqname)
         if scan:
+            _resultcache.note_file(m.__file__)
             self.parser.prefetch(m.__file__, kind == "local")
         else:
             self.scanned.add(fqname)
@@ -1065,6 +1071,7 @@ def _editable_mappings(site_dirs: Iterable[str]) -> dict[str, str]:
     """
     mapping: dict[str, str] = {}
     for site in sorted(site_dirs):
+        _resultcache.note_dir(site)
         try:
             names = sorted(n for n in os.listdir(site) if n.startswith("__editable__"))
         except OSError:
@@ -1072,6 +1079,7 @@ def _editable_mappings(site_dirs: Iterable[str]) -> dict[str, str]:
         for fname in names:
             if not fname.endswith("_finder.py"):
                 continue
+            _resultcache.note_file(os.path.join(site, fname))
             try:
                 tree = ast.parse(Path(site, fname).read_bytes())
             except (OSError, SyntaxError, ValueError):

@@ -8,20 +8,21 @@ sitecustomize (or anything else the target runs at start-up) that prints cannot 
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import secrets
-import signal
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from envpack.analyzer import _resultcache
 from envpack.errors import UsageError
-from envpack.spec import Interpreter
+
+if TYPE_CHECKING:
+    from envpack.spec import Interpreter
+
+# The probe's imports (json, subprocess, the Spec's dataclasses) wait for a probe: `choose` and
+# `resolve_executable` serve `envpack analyze` answered from its result cache, which runs none.
 
 # Runs in the target: stdlib only, and no syntax or API newer than 3.8.
 _PROBE = r"""
@@ -162,7 +163,7 @@ def choose(
     target is the interpreter running envpack.
     """
     if python is not None:
-        return Choice(_resolve(python), "--python")
+        return Choice(resolve_executable(python), "--python")
     env = os.environ if environ is None else environ
     own = os.path.realpath(sys.prefix)
     for var in _ACTIVE:
@@ -178,7 +179,7 @@ def choose(
                 f"${var} is {prefix}, which holds no bin/python: activate a working "
                 "environment, unset the variable, or pass --python"
             )
-        return Choice(_resolve(prefix), f"${var}")
+        return Choice(resolve_executable(prefix), f"${var}")
     return Choice(sys.executable, "envpack's own")
 
 
@@ -189,10 +190,23 @@ def probe(python: str | os.PathLike[str] | None = None) -> Target:
     Raises UsageError saying what ran and how it failed when the target is not a Python
     that can answer the probe.
     """
-    exe = _resolve(python)
-    if exe in _cache:
+    exe = resolve_executable(python)
+    # An analysis whose result is stored asks afresh: a .pth added since this process last
+    # asked would otherwise be missed in a result that outlives the process.
+    if exe in _cache and not _resultcache.recording_on():
         return _cache[exe]
-    raw = _run_probe(exe)
+    _note_target(exe, None)
+    target = _target(exe, _run_probe(exe))
+    _cache[exe] = target
+    _note_target(exe, target)
+    _resultcache.confirm_late(lambda: _target(exe, _run_probe(exe)) == target)
+    return target
+
+
+def _target(exe: str, raw: dict[str, Any]) -> Target:
+    """The probe's answer as a Target."""
+    from envpack.spec import Interpreter
+
     try:
         interp = Interpreter(
             implementation=raw["implementation"],
@@ -223,12 +237,62 @@ def probe(python: str | os.PathLike[str] | None = None) -> Target:
         )
     except (KeyError, IndexError, TypeError) as exc:
         raise UsageError(f"{exe}: the probe's answer lacks {exc}; is it CPython 3.8+?") from None
-    _cache[exe] = target
     return target
+
+
+def _note_target(exe: str, target: Target | None) -> None:
+    """Tell a result cache what the probe's answer depends on: the binary and its venv's
+    pyvenv.cfg (before the probe), then each sys.path entry and what site.py reads there
+    (``.pth`` files, the paths they add, sitecustomize), noted after it ran (``late``: if one
+    changed just before, the result cache asks the probe again before it keeps a result)."""
+    if not _resultcache.recording_on():
+        return
+    if target is None:
+        _resultcache.note_path(exe)
+        bindir = os.path.dirname(exe)
+        for cfg in (os.path.join(bindir, "pyvenv.cfg"), os.path.join(bindir, "..", "pyvenv.cfg")):
+            _resultcache.note_file(os.path.normpath(cfg))
+        return
+    interp = target.interpreter
+    for path in (
+        interp.real_executable,
+        interp.libpython,
+        os.path.join(interp.prefix, "conda-meta"),
+    ):
+        if path:
+            _resultcache.note_path(path, late=True)
+    for entry in target.sys_path:
+        _resultcache.note_dir(entry, late=True)
+        try:
+            names = sorted(os.listdir(entry))
+        except OSError:
+            continue
+        for name in names:
+            full = os.path.join(entry, name)
+            if name in ("sitecustomize.py", "usercustomize.py"):
+                _resultcache.note_file(full, late=True)
+            elif name.endswith(".pth"):
+                _resultcache.note_file(full, late=True)
+                for line in _read_lines(full):
+                    if line and not line.startswith(("#", "import ", "import\t")):
+                        _resultcache.note_path(os.path.join(entry, line), late=True)
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return [line.rstrip() for line in fh]
+    except OSError:
+        return []
 
 
 def _run_probe(exe: str) -> dict[str, Any]:
     """Run the probe with ``exe`` and return its JSON, found between this run's markers."""
+    import json
+    import re
+    import secrets
+    import subprocess
+
     nonce = secrets.token_hex(8)
     begin, end = f"<envpack-probe {nonce}>", f"</envpack-probe {nonce}>"
     # -I: ignore PYTHONPATH and the user site, as the shipped env will; -S would hide
@@ -263,6 +327,8 @@ def _run_probe(exe: str) -> dict[str, Any]:
 
 
 def _status(returncode: int) -> str:
+    import signal
+
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -284,7 +350,7 @@ def _output(**streams: str) -> str:
     return "".join(parts) or f" (nothing on {' or '.join(streams)})"
 
 
-def _resolve(python: str | os.PathLike[str] | None) -> str:
+def resolve_executable(python: str | os.PathLike[str] | None) -> str:
     """The binary to run, as an absolute path (so subprocess never searches PATH for it)."""
     if python is None:
         return sys.executable

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from envpack.analyzer import _resultcache
 from envpack.elf import ElfInfo, NotElfError, glibc_key, is_elf, read_elf, read_header
 from envpack.spec import NativeKind, NativeLib
 
@@ -114,6 +115,7 @@ def _read_conf(root: str, conf: str, dirs: list[str], visited: set[str]) -> None
     if real in visited:
         return
     visited.add(real)
+    _resultcache.note_file(real)
     try:
         with open(real, encoding="utf-8", errors="surrogateescape") as fh:
             lines = fh.read().splitlines()
@@ -128,6 +130,7 @@ def _read_conf(root: str, conf: str, dirs: list[str], visited: set[str]) -> None
             for pattern in words[1:]:
                 if not pattern.startswith("/"):  # relative to the including file, as ldconfig
                     pattern = os.path.join(os.path.dirname(conf), pattern)
+                _resultcache.note_glob(_under(root, pattern))
                 for match in sorted(glob.glob(_under(root, pattern))):
                     inner = "/" + os.path.relpath(match, root) if root != "/" else match
                     _read_conf(root, inner, dirs, visited)
@@ -172,6 +175,7 @@ class _Resolver:
         """(class, machine, little endian) of a candidate, None if it is no ELF ld.so could load."""
         if path in self.idents:
             return self.idents[path]
+        _resultcache.note_file(path)
         try:
             result: tuple[int, str, bool] | None = read_header(path).ident
         except NotElfError:
@@ -184,6 +188,7 @@ class _Resolver:
         key = (info.machine, info.elfclass)
         if key not in self.lib_dirs:
             _, triplet = _BY_ELF.get(key, ("", ""))
+            _resultcache.note_path(_under(self.root, f"/usr/lib/{triplet}"))
             if triplet and os.path.isdir(_under(self.root, f"/usr/lib/{triplet}")):
                 self.lib_dirs[key] = f"lib/{triplet}"
             else:
@@ -284,6 +289,7 @@ def analyze_native(
 
     inputs: list[ElfInfo] = []
     for raw in sorted({os.path.abspath(os.fspath(p)) for p in elf_paths}):
+        _resultcache.note_file(raw)
         try:
             info = read_elf(raw)
         except NotElfError as exc:
@@ -322,6 +328,7 @@ def analyze_native(
             lib, follow = _classify(name, found, in_shipped, libs, warnings)
             lib.needed_by.add(info.path)
             if follow and found is not None:
+                _resultcache.note_file(found)
                 try:
                     dep = read_elf(found)
                 except NotElfError as exc:

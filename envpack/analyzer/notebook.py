@@ -131,6 +131,7 @@ def analyze_notebook(
             python=python,
             search_path=[str(nb.parent)],
             project_dir=nb.parent,
+            cache=False,  # a fresh temporary root each time: never found again
         )
     spec = relabel(spec, root, heads=heads, sites=sites, default=nb.name)
     spec = replace(spec, roots=(str(nb),))

@@ -160,6 +160,7 @@ def analyze_objects(
             python=python,
             search_path=reach.search_path,
             project_dir=project_dir or os.getcwd(),
+            cache=False,  # a fresh temporary root each time: never found again
         )
     sites = {i + 3: why for i, (_, why) in enumerate(lines)}
     spec = relabel(spec, root, heads=heads, sites=sites, default="the shipped objects")

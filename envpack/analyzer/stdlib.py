@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 
+from envpack.analyzer import _resultcache
 from envpack.analyzer.interpreter import Target
 from envpack.spec import StdlibModule
 
@@ -41,6 +42,7 @@ def is_left_out(name: str) -> bool:
 def unreached_extensions(target: Target, reached: set[str]) -> list[StdlibModule]:
     """The lib-dynload modules that ship although the walk did not reach them, by name."""
     dynload = target.interpreter.dynload
+    _resultcache.note_dir(dynload)
     try:
         entries = sorted(os.listdir(dynload))
     except OSError:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
-from packaging.utils import canonicalize_name
-from rich.markup import escape
-from rich.table import Table
 
+from envpack.cli import _output
 from envpack.cli._output import echo_json, err, fail, human_size, out
 from envpack.errors import EnvpackError, UsageError
-from envpack.spec import Spec
 
 if TYPE_CHECKING:
+    from envpack.analyzer.interpreter import Choice
     from envpack.analyzer.notebook import NotebookAnalysis
+    from envpack.spec import Spec
 
 EPILOG = """\b
 Examples:
@@ -115,17 +114,109 @@ def analyze_command(
     workers reach (its processor classes, or --object NAME); its other imports stay on the
     manager, and are listed.
     """
-    from envpack.analyzer.api import analyze, parse_hint
+    # Only click and the result cache's own modules are loaded before a hit is known: a warm
+    # run prints what the first one printed (recorded per console) without the analyzer or rich.
+    request = _Request(processors, output, as_json, why, include_lazy, hints, data, exclude, python)
+    served = None if objects or all_cells else _from_cache(request)
+    if served is not None:
+        if served:
+            raise SystemExit(served)
+        return
+    with _output.recording() as chunks:
+        spec, notebook, choice = _run(request, objects, all_cells)
+    code = 1 if spec.errors else 0
+    if notebook is None:
+        from envpack.analyzer import _resultcache
+
+        key, console = _keys(request, choice)
+        _resultcache.add_rendering(key, spec.to_json(), console, (chunks, code))
+    if code:
+        raise SystemExit(code)
+
+
+class _Request(NamedTuple):
+    """The options of one `envpack analyze` of .py files (what its result and output depend on)."""
+
+    processors: tuple[Path, ...]
+    output: Path
+    as_json: bool
+    why: str | None
+    include_lazy: tuple[str, ...]
+    hints: tuple[str, ...]
+    data: tuple[str, ...]
+    exclude: tuple[str, ...]
+    python: Path | None
+
+
+def _keys(request: _Request, choice: Choice) -> tuple[str | None, str]:
+    """The result cache's key for this analysis, and the key of its printed form here."""
+    from envpack.analyzer import _resultcache
+
+    key = _resultcache.analysis_key(
+        request.processors,
+        include_lazy=request.include_lazy,
+        hints=_hint_map(request.hints),
+        python=choice.python,
+        data=request.data,
+        exclude=request.exclude,
+    )
+    shown = (str(request.output), request.as_json, request.why, choice.python, choice.source)
+    return key, repr((_output.console_signature(), shown))
+
+
+def _hint_map(hints: tuple[str, ...]) -> dict[str, list[str]]:
+    from envpack.analyzer.hints import parse_hint
+
+    hint_map: dict[str, list[str]] = {}
+    for text in hints:
+        mod, names = parse_hint(text)
+        hint_map.setdefault(mod, []).extend(names)
+    return hint_map
+
+
+def _from_cache(request: _Request) -> int | None:
+    """Serve the command from the result cache: the exit status, or None when it cannot (a
+    notebook, a usage error, no valid entry, or none printed for this console yet)."""
+    from envpack.analyzer import _resultcache
     from envpack.analyzer.interpreter import choose
 
+    if any(p.suffix == ".ipynb" for p in request.processors):
+        return None
+    try:
+        choice = choose(request.python)
+        key, console = _keys(request, choice)
+    except UsageError:
+        return None  # the full path says it, where and as it always has
+    entry = _resultcache.lookup(key)
+    printed = _resultcache.rendering(entry, console) if entry is not None else None
+    if entry is None or printed is None:
+        return None
+    chunks, code = printed
+    spec_json = entry["spec"]
+    if not request.as_json:
+        try:
+            request.output.write_text(spec_json, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write {request.output}: {exc.strerror}", 2)
+    _output.replay(chunks, spec_json)
+    return int(code)
+
+
+def _run(
+    request: _Request, objects: tuple[str, ...], all_cells: bool
+) -> tuple[Spec, NotebookAnalysis | None, Choice]:
+    """Analyze and print; errors of the Spec are printed, the exit status is the caller's."""
+    from rich.markup import escape
+
+    from envpack.analyzer.api import analyze
+    from envpack.analyzer.interpreter import choose
+
+    processors, output, as_json, why, include_lazy, hints, data, exclude, python = request
     notebook: NotebookAnalysis | None = None
     try:
         choice = choose(python)
         err.print(f"target interpreter: {choice.python} ({choice.reason})", markup=False)
-        hint_map: dict[str, list[str]] = {}
-        for text in hints:
-            mod, names = parse_hint(text)
-            hint_map.setdefault(mod, []).extend(names)
+        hint_map = _hint_map(hints)
         notebooks = [p for p in processors if p.suffix == ".ipynb"]
         if notebooks and len(processors) > 1:
             raise UsageError("give one notebook alone, or processor .py files")
@@ -133,7 +224,7 @@ def analyze_command(
             raise UsageError("--object and --all-cells apply to a notebook (.ipynb)")
         if objects and all_cells:
             raise UsageError("--object and --all-cells exclude each other")
-        with err.status("analyzing imports and native libraries…"):
+        with _output.unrecorded(), err.status("analyzing imports and native libraries…"):
             if notebooks:
                 from envpack.analyzer.notebook import analyze_notebook
 
@@ -164,7 +255,7 @@ def analyze_command(
         echo_json(spec.to_json())
     else:
         try:
-            spec.write(output)
+            spec.write(output)  # (the JSON is made once, for this and the result cache)
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror}", 2)
     if notebook is not None:
@@ -176,13 +267,15 @@ def analyze_command(
         if notebook is not None:
             summarize_notebook(notebook)
         out.print(f"Spec written to [bold]{output}[/]")
-    if spec.errors:
-        for line in spec.errors:
-            err.print(f"[bold red]error:[/] {escape(line)}")
-        raise SystemExit(1)
+    for line in spec.errors:
+        err.print(f"[bold red]error:[/] {escape(line)}")
+    return spec, notebook, choice
 
 
 def summarize(spec: Spec) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     interp = spec.interpreter
     out.print(
         f"[bold]Interpreter[/] {interp.implementation} {interp.version} ({interp.executable})"
@@ -263,6 +356,8 @@ def notebook_notes(nb: NotebookAnalysis) -> None:
 
 def explain(spec: Spec, name: str, notebook: NotebookAnalysis | None = None) -> None:
     """Print every reason NAME is in the environment, or why it is not."""
+    from packaging.utils import canonicalize_name
+
     key = canonicalize_name(name)
     found = False
     dist = spec.distribution(name)

@@ -15,6 +15,18 @@ _COMMANDS = {
     "runner": "runtime",
     "cache": "runtime",
 }
+# command name -> the first paragraph of its help, for `envpack --help` to list the commands
+# without importing them (rich, the analyzer, lief); tests/cli check it against the commands.
+SHORT_HELP = {
+    "analyze": "Find every import and native library PROCESSORS need, and say why.",
+    "build": "Build envpack-<hash>.tar.gz from SPEC (default ./envpack.json) or from PROC.py "
+    "files.",
+    "cache": "Inspect or prune this node's cache of unpacked environments.",
+    "inspect": "Show what ENV.tar.gz holds (without unpacking it).",
+    "runner": "Print the path of envpack-run (for coffea's wrapper= or a shell).",
+    "verify": "Unpack ENV.tar.gz to a temp dir, check it against its manifest, import what it "
+    "ships.",
+}
 
 
 class _LazyGroup(click.Group):
@@ -22,6 +34,14 @@ class _LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from SHORT_HELP, shortened as click shortens a command's help."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(n, click.Command(n, help=SHORT_HELP[n]).get_short_help_str(limit)) for n in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         module = _COMMANDS.get(cmd_name)

@@ -196,3 +196,106 @@ def test_exclude_on_the_command_line(fixture_venv: FixtureVenv, tmp_path: Path) 
               "distributed", cwd=tmp_path)  # fmt: skip
     assert "distributed is excluded (by cli); imported at:" in why.stdout
     assert f"{proc}:2" in why.stdout
+
+
+# -- a warm run, answered from the result cache ---------------------------------------------
+# Runs the real CLI, then names the heavy modules the process loaded (on stderr, last line).
+_REPORTING = """\
+import sys
+from envpack.cli.main import main
+try:
+    main(sys.argv[1:], prog_name="envpack")
+finally:
+    heavy = ("rich", "elftools", "packaging", "envpack.spec", "envpack.analyzer.imports")
+    sys.stderr.write(f"\\nloaded: {[m for m in heavy if m in sys.modules]}\\n")
+"""
+
+
+def run_reporting(
+    *args: str | os.PathLike[str], cwd: Path, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    cmd = [sys.executable, "-c", _REPORTING, *map(str, args)]
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    head, _, report = res.stderr.rstrip("\n").rpartition("\nloaded: ")
+    res.stderr = head
+    return res, json.loads(report.replace("'", '"'))
+
+
+@pytest.fixture
+def cache_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    # Not beside the processor: a directory appearing there changes what an import may find.
+    return {**os.environ, "XDG_CACHE_HOME": str(tmp_path_factory.mktemp("xdg"))}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [(), ("--json",), ("--why", "fxcore"), ("--why", "fx-unused", "--json")],
+    ids=["summary", "json", "why", "why-json"],
+)
+def test_a_warm_run_prints_the_same_without_loading_the_analyzer(
+    fixture_venv: FixtureVenv, proc: Path, cache_env: dict[str, str], options: tuple[str, ...]
+) -> None:
+    def args(out: str) -> list[str | os.PathLike[str]]:
+        return ["analyze", proc, "--python", fixture_venv.python, "-o", out, *options]
+
+    cold, loaded = run_reporting(*args("out.json"), cwd=proc.parent, env=cache_env)
+    assert cold.returncode == 0, cold.stderr
+    assert "rich" in loaded and "envpack.analyzer.imports" in loaded
+    spec = (proc.parent / "out.json").read_bytes() if "--json" not in options else b""
+    (proc.parent / "out.json").unlink(missing_ok=True)
+    warm, loaded = run_reporting(*args("out.json"), cwd=proc.parent, env=cache_env)
+    assert loaded == []
+    assert (warm.returncode, warm.stdout, warm.stderr) == (
+        cold.returncode,
+        cold.stdout,
+        cold.stderr,
+    )
+    if "--json" not in options:
+        assert (proc.parent / "out.json").read_bytes() == spec
+    # Another output path prints another line: analyzed from the cache, printed afresh (the
+    # walk not loaded), then printed from the cache too.
+    other, loaded = run_reporting(*args("other.json"), cwd=proc.parent, env=cache_env)
+    assert other.returncode == 0, other.stderr
+    assert "envpack.analyzer.imports" in loaded and "elftools" not in loaded
+    again, loaded = run_reporting(*args("other.json"), cwd=proc.parent, env=cache_env)
+    assert (again.stdout, again.stderr, loaded) == (other.stdout, other.stderr, [])
+
+
+def test_a_warm_run_with_errors_exits_1_and_lists_them(
+    fixture_venv: FixtureVenv, tmp_path: Path, cache_env: dict[str, str]
+) -> None:
+    proc = tmp_path / "proc.py"
+    proc.write_text("import fxcore\nimport nope_zz\n")
+    args = ["analyze", proc, "--python", fixture_venv.python]
+    cold, _ = run_reporting(*args, cwd=tmp_path, env=cache_env)
+    warm, loaded = run_reporting(*args, cwd=tmp_path, env=cache_env)
+    assert loaded == []
+    assert cold.returncode == warm.returncode == 1
+    assert "cannot import 'nope_zz'" in warm.stderr
+    assert (warm.stdout, warm.stderr) == (cold.stdout, cold.stderr)
+
+
+def test_a_pth_edited_in_place_is_seen(
+    bare_venv: BareVenv, tmp_path: Path, cache_env: dict[str, str]
+) -> None:
+    for name in ("pa", "pb"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "pb" / "fxpth.py").write_text("X = 1\n")
+    pth = bare_venv.site_packages / "extra.pth"
+    pth.write_text(f"{tmp_path / 'pa'}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = work / "proc.py"
+    proc.write_text("import fxpth\n")
+    args = ["analyze", proc, "--python", bare_venv.python, "--json"]
+    cold, _ = run_reporting(*args, cwd=work, env=cache_env)
+    assert cold.returncode == 1 and "cannot import 'fxpth'" in cold.stderr
+    warm, loaded = run_reporting(*args, cwd=work, env=cache_env)
+    assert (warm.returncode, loaded) == (1, [])
+    # Only the .pth changes (same size, same inode; no directory listing changes): what site.py
+    # puts on the target's sys.path does, and the probe must be asked again.
+    with open(pth, "r+") as fh:
+        fh.write(f"{tmp_path / 'pb'}\n")
+    edited, _ = run_reporting(*args, cwd=work, env=cache_env)
+    assert edited.returncode == 0, edited.stderr
+    assert str(tmp_path / "pb" / "fxpth.py") in edited.stdout
