@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import bisect
 import collections
+import functools
 import itertools
 import operator
 import re
@@ -661,7 +662,7 @@ def _catches_import_error(node: ast.expr | None) -> bool:
 _CO_OPTIMIZED = 0x1  # functions, lambdas and comprehensions; not module or class bodies
 _LOAD_CONST = 100
 _EXTENDED_ARG = 144
-_DEF_RE = re.compile(rb"(?:async[ \t]+)?def[ \t]+(\w+)")
+_DEF = rb"(?:async[ \t]+)?def[ \t]+(\w+)"
 # String literals as the tokenizer reads them (atomic: a string ends at its first closing quote).
 _STR = (
     rb"(?>'''(?:\\.|[^\\])*?'''"
@@ -670,17 +671,14 @@ _STR = (
     rb'|"(?:\\.|[^"\\\n])*")'
 )
 # A def's header up to the colon that ends it: strings, comments, brackets, line joins.
-_HEADER_RE = re.compile(
+_HEADER = (
     rb"(?P<str>" + _STR + rb")"
     rb"|(?P<fpre>(?<!\w)[rRbB]?[fF][rR]?(?=['\"]))"
     rb"|\#[^\n]*|\\\n|(?P<open>[(\[{])|(?P<close>[)\]}])|(?P<colon>:)|(?P<nl>\n)"
-    rb"|(?P<lam>\blambda\b)",
-    re.S,
+    rb"|(?P<lam>\blambda\b)"
 )
 # A string statement opening a body (a docstring; not an f-string), alone on its last line.
-_DOC_RE = re.compile(
-    rb"([ \t]+)(?:[rRuU]|[bB][rR]?|[rR][bB])?" + _STR + rb"[ \t]*(?:\#[^\n]*)?$", re.S | re.M
-)
+_DOC = rb"([ \t]+)(?:[rRuU]|[bB][rR]?|[rR][bB])?" + _STR + rb"[ \t]*(?:\#[^\n]*)?$"
 # Names as code mentions them: comments, strings (but f-strings: their fields are code) and
 # attributes skipped, a def's own name apart (what looks like an f-string, ``if"x"``, is read
 # as one: more names only keep more bodies).
@@ -692,10 +690,26 @@ _TOKENS = (
     + _STR
     + rb"|def[ \t]+\w+|\.[ \t]*\w+|%s[A-Za-z_]\w*%s"
 )
-_CODE_WORD_RE = re.compile(_TOKENS % (b"", b"", b"(", b")"), re.S)  # the names only
-_FSTRING_RE = re.compile(_TOKENS % (b"(", b")", b"", b""), re.S)  # the f-strings only
-_DEDENTED: dict[int, re.Pattern[bytes]] = {}
-_HEADER_SPECIAL_RE = re.compile(rb"['\"#\\]|lambda")
+
+
+class _Patterns:
+    """Compiled on first use: a warm analysis parses nothing and should not pay for them."""
+
+    def __init__(self) -> None:
+        self.define = re.compile(_DEF)
+        self.header = re.compile(_HEADER, re.S)
+        self.header_special = re.compile(rb"['\"#\\]|lambda")
+        self.doc = re.compile(_DOC, re.S | re.M)
+        self.code_word = re.compile(_TOKENS % (b"", b"", b"(", b")"), re.S)  # the names only
+        self.fstring = re.compile(_TOKENS % (b"(", b")", b"", b""), re.S)  # the f-strings only
+        self.dedented: dict[int, re.Pattern[bytes]] = {}
+
+
+@functools.cache
+def _patterns() -> _Patterns:
+    return _Patterns()
+
+
 DefPos = tuple[types.CodeType, int, int, int]  # (code, def line, last line, column)
 
 
@@ -716,9 +730,10 @@ class _Text:
         """Lines ``first..end`` hold no statement at ``col`` or less, and no encoding cookie."""
         if first <= 2 or first > end:
             return False
-        pattern = _DEDENTED.get(col)
+        dedented = _patterns().dedented
+        pattern = dedented.get(col)
         if pattern is None:
-            pattern = _DEDENTED[col] = re.compile(rb"\n(?![ \t]{%d})[ \t]*[^ \t\n#]" % (col + 1))
+            pattern = dedented[col] = re.compile(rb"\n(?![ \t]{%d})[ \t]*[^ \t\n#]" % (col + 1))
         # (from the newline before ``first``: a literal first character searches fast)
         return pattern.search(self.source, self.starts[first - 1] - 1, self.starts[end] - 1) is None
 
@@ -738,7 +753,7 @@ class _Text:
 
     def after_doc(self, first: int, end: int, col: int) -> tuple[int, bytes] | None:
         """(first line after the body's docstring, the body's indent) when the rest may go."""
-        m = _DOC_RE.match(self.source, self.starts[first - 1], self.starts[end] - 1)
+        m = _patterns().doc.match(self.source, self.starts[first - 1], self.starts[end] - 1)
         if m is None:
             return None
         after = self.line_of(m.end()) + 1
@@ -806,9 +821,9 @@ def elide(source: bytes, code: types.CodeType, import_lines: list[int]) -> bytes
 
 def _code_words(text: bytes) -> collections.Counter[bytes]:
     """How often ``text`` mentions each name as code (not as an attribute nor a def's name)."""
-    words = collections.Counter(_CODE_WORD_RE.findall(text))
+    words = collections.Counter(_patterns().code_word.findall(text))
     if re.search(rb"[fF][rRbB]?['\"]|[rRbB][fF]['\"]", text):
-        for fstring in _FSTRING_RE.findall(text):
+        for fstring in _patterns().fstring.findall(text):
             if fstring:
                 words.update(_code_words(fstring[fstring.index(fstring[-1:]) + 1 : -1]))
     return words
@@ -892,7 +907,7 @@ def _body_line(text: _Text, name: str, line: int, end: int, col: int) -> int | N
     if first_line.startswith(b"def " + word, col):
         after = col + 4 + len(word)
     else:
-        m = _DEF_RE.match(first_line, col)
+        m = _patterns().define.match(first_line, col)
         if m is None or m.group(1) != word:
             return None
         after = m.end()
@@ -901,7 +916,7 @@ def _body_line(text: _Text, name: str, line: int, end: int, col: int) -> int | N
         return None  # another name that starts with this one
     if (
         rest.rstrip(b" \t").endswith(b":")
-        and _HEADER_SPECIAL_RE.search(rest) is None
+        and _patterns().header_special.search(rest) is None
         and rest.count(b"(") == rest.count(b")")
         and rest.count(b"[") == rest.count(b"]")
         and rest.count(b"{") == rest.count(b"}")
@@ -909,7 +924,7 @@ def _body_line(text: _Text, name: str, line: int, end: int, col: int) -> int | N
         return line + 1  # the common case: a header on one line, ending with its colon
     depth = 0
     starts = text.starts
-    for tok in _HEADER_RE.finditer(text.source, starts[line - 1] + after, starts[end] - 1):
+    for tok in _patterns().header.finditer(text.source, starts[line - 1] + after, starts[end] - 1):
         kind = tok.lastgroup
         if kind == "open":
             depth += 1
