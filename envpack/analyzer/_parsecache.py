@@ -256,7 +256,7 @@ def fresh_code(path: str, source: bytes, mtime: float) -> types.CodeType | None:
         return None
     try:
         code = marshal.loads(memoryview(data)[16:])
-    except (EOFError, ValueError, TypeError):
+    except (EOFError, ValueError, TypeError, RecursionError, MemoryError):
         return None
     return code if isinstance(code, types.CodeType) else None
 

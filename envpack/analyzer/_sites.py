@@ -92,12 +92,11 @@ def summarize(
     import_lines = _match_lines(source, _IMPORT_RE)
     tree = None
     if code is not None and not local:
-        elided = elide(source, code, import_lines)
-        if elided is not None:
-            try:
-                tree = ast.parse(elided, filename)
-            except (SyntaxError, ValueError, UnicodeError, RecursionError, MemoryError):
-                tree = None  # not what the bytecode promised: parse the file as it is
+        try:
+            elided = elide(source, code, import_lines)
+            tree = None if elided is None else ast.parse(elided, filename)
+        except Exception:  # a shortcut never fails a summary
+            tree = None  # not what the bytecode promised: parse the file as it is
     if tree is None:
         try:
             tree = ast.parse(source, filename)

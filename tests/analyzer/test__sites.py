@@ -162,3 +162,17 @@ def test_installed_files_summarize_the_same(fixture_venv: FixtureVenv) -> None:
         elided += _sites.elide(data, code, _sites._match_lines(data, _sites._IMPORT_RE)) is not None
         assert parse_file((path, False))[1] == _plain(path), path
     assert checked > 20 and elided > 10
+
+
+def test_bytecode_of_a_longer_text_never_fails_the_summary(tmp_path: Path) -> None:
+    """A stale .pyc whose def ends past the file's last line: the file is parsed as it is."""
+    old = "# m\n\ndef f():\n    x = 1\n    return x\n"
+    new = "# m\n\ndef f():\n    return 1"
+    new += "#" * (len(old) - len(new))
+    path = _write(tmp_path, old)
+    st = os.stat(path)
+    Path(path).write_text(new)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fresh_code(path, Path(path).read_bytes(), os.stat(path).st_mtime) is not None
+    summary = parse_file((path, False))[1]
+    assert summary == _plain(path) and summary[4] is None
