@@ -42,6 +42,7 @@ import marshal
 import multiprocessing
 import os
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,14 +221,53 @@ def parse_file(item: tuple[str, bool]) -> tuple[str, Summary]:
     """Read and summarize one file (runs in pool workers too): (digest of what was read, it)."""
     path, local = item
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read()
+            mtime = os.fstat(fh.fileno()).st_mtime
     except OSError as exc:
         return "", ((), None, False, (), (f"cannot read: {exc.strerror}", 0, 0), NO_FACTS)
-    return digest(data), summarize_bytes(data, path, local)
+    code = None if local or not path.endswith(".py") else fresh_code(path, data, mtime)
+    return digest(data), summarize_bytes(data, path, local, code)
 
 
-def summarize_bytes(data: bytes, path: str, local: bool) -> Summary:
-    """The summary of one file's bytes (``path`` names it in parse errors and says .pyc)."""
+def fresh_code(path: str, source: bytes, mtime: float) -> types.CodeType | None:
+    """The code object of ``path``'s .pyc when it was compiled from ``source``, else None.
+
+    What Python's import checks: a timestamp .pyc names the source's mtime and size; a
+    hash-based one the source's hash, checked here whatever its check_source flag says. Only
+    .pyc files of this interpreter's version are read (the bytecode is version-specific).
+    """
+    try:
+        cached = importlib.util.cache_from_source(path)
+        with open(cached, "rb") as fh:
+            data = fh.read()
+    except (OSError, ValueError, NotImplementedError):
+        return None
+    if len(data) < 16 or data[:4] != importlib.util.MAGIC_NUMBER:
+        return None
+    flags = int.from_bytes(data[4:8], "little")
+    if flags & 0b1:
+        if data[8:16] != importlib.util.source_hash(source):
+            return None
+    elif flags or (
+        int.from_bytes(data[8:12], "little") != int(mtime) & 0xFFFFFFFF
+        or int.from_bytes(data[12:16], "little") != len(source) & 0xFFFFFFFF
+    ):
+        return None
+    try:
+        code = marshal.loads(memoryview(data)[16:])
+    except (EOFError, ValueError, TypeError, RecursionError, MemoryError):
+        return None
+    return code if isinstance(code, types.CodeType) else None
+
+
+def summarize_bytes(
+    data: bytes, path: str, local: bool, code: types.CodeType | None = None
+) -> Summary:
+    """The summary of one file's bytes (``path`` names it in parse errors and says .pyc).
+
+    ``code``: the file's code when a fresh .pyc holds it (see ``_sites.summarize``).
+    """
     if path.endswith(".pyc"):
         return pyc_summary(data)
     # An AST is millions of short-lived objects that hold no cycles; the cyclic GC would only
@@ -235,7 +275,7 @@ def summarize_bytes(data: bytes, path: str, local: bool) -> Summary:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return summarize(data, path, local)
+        return summarize(data, path, local, code)
     finally:
         if enabled:
             gc.enable()
@@ -296,6 +336,12 @@ class Parser:
         if self._pool is None and self.jobs > 1 and self._misses >= _POOL_THRESHOLD:
             ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
             self._pool = concurrent.futures.ProcessPoolExecutor(self.jobs, mp_context=ctx)
+            # The misses before it were left to this process: hand them to the pool too, or
+            # they are parsed one by one while the walk waits for each.
+            for ahead, (work, was_local, known) in list(self._pending.items()):
+                if work is None:
+                    job = self._pool.submit(parse_file, (ahead, was_local))
+                    self._pending[ahead] = (job, was_local, known)
         if self._pool is not None:
             self._pending[path] = (self._pool.submit(parse_file, (path, local)), local, content)
         else:

@@ -24,7 +24,13 @@ from __future__ import annotations
 
 import ast
 import bisect
+import collections
+import functools
+import itertools
+import operator
 import re
+import sys
+import types
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,16 +80,36 @@ _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "
 _DYNAMIC_FUNCS = frozenset({"import_module", "__import__"})
 
 
-def summarize(source: bytes, filename: str, local: bool) -> Summary:
-    """Parse ``source`` and extract its import sites; a parse failure is returned, not raised."""
-    try:
-        tree = ast.parse(source, filename)
-    except SyntaxError as exc:
-        return (), None, False, (), (str(exc.msg), exc.lineno or 0, exc.offset or 0), NO_FACTS
-    except (ValueError, UnicodeError, RecursionError, MemoryError) as exc:
-        return (), None, False, (), (f"{type(exc).__name__}: {exc}", 0, 0), NO_FACTS
+def summarize(
+    source: bytes, filename: str, local: bool, code: types.CodeType | None = None
+) -> Summary:
+    """Parse ``source`` and extract its import sites; a parse failure is returned, not raised.
+
+    ``code``: the module's code compiled from exactly these bytes (a fresh ``.pyc``), if known;
+    third-party function bodies the extractor would skip are then blanked before the parse
+    (see ``elide``): the same summary for a fraction of the parse.
+    """
     import_lines = _match_lines(source, _IMPORT_RE)
-    dynamic_lines = _match_lines(source, _DYNAMIC_RE)
+    tree = None
+    if code is not None and not local:
+        try:
+            elided = elide(source, code, import_lines)
+            tree = None if elided is None else ast.parse(elided, filename)
+        except Exception:  # a shortcut never fails a summary
+            tree = None  # not what the bytecode promised: parse the file as it is
+    if tree is None:
+        try:
+            tree = ast.parse(source, filename)
+        except SyntaxError as exc:
+            error = (str(exc.msg), exc.lineno or 0, exc.offset or 0)
+            return (), None, False, (), error, NO_FACTS
+        except (ValueError, UnicodeError, RecursionError, MemoryError) as exc:
+            return (), None, False, (), (f"{type(exc).__name__}: {exc}", 0, 0), NO_FACTS
+    dynamic_lines = (
+        _match_lines(source, _DYNAMIC_RE)
+        if b"import_module" in source or b"__import__" in source  # (finds scan 50x faster)
+        else []
+    )
     extends = b"extend_path" in source or b"declare_namespace" in source
     ex = _Extractor(tree, local, import_lines, dynamic_lines)
     ex.source = source
@@ -625,3 +651,312 @@ def _catches_import_error(node: ast.expr | None) -> bool:
         return any(_catches_import_error(e) for e in node.elts)
     name = _dotted(node)
     return name is not None and name.rsplit(".", 1)[-1] in _IMPORT_ERRORS
+
+
+# -- eliding what the extractor never reads -----------------------------------------------------
+# Most of a library is function bodies the extractor skips unread (no "import" in them), yet
+# ``ast.parse`` builds them: most of a cold analysis's parse. With the module's code object in
+# hand (its fresh .pyc), each function's extent is known without parsing: the instruction that
+# loads a function's code carries the ``def`` statement's position (its line and column, and
+# the line its body ends on). Such a body is replaced by blank lines and a ``pass`` on its last
+# line, so every line number, every ``def``'s first and last line and everything outside the
+# body are what the parse of the whole file gives, and so is the summary.
+
+_CO_OPTIMIZED = 0x1  # functions, lambdas and comprehensions; not module or class bodies
+_LOAD_CONST = 100
+_EXTENDED_ARG = 144
+_DEF = rb"(?:async[ \t]+)?def[ \t]+(\w+)"
+# String literals as the tokenizer reads them (atomic: a string ends at its first closing quote).
+_STR = (
+    rb"(?>'''(?:\\.|[^\\])*?'''"
+    rb'|"""(?:\\.|[^\\])*?"""'
+    rb"|'(?:\\.|[^'\\\n])*'"
+    rb'|"(?:\\.|[^"\\\n])*")'
+)
+# A def's header up to the colon that ends it: strings, comments, brackets, line joins.
+_HEADER = (
+    rb"(?P<str>" + _STR + rb")"
+    rb"|(?P<fpre>(?<!\w)[rRbB]?[fF][rR]?(?=['\"]))"
+    rb"|\#[^\n]*|\\\n|(?P<open>[(\[{])|(?P<close>[)\]}])|(?P<colon>:)|(?P<nl>\n)"
+    rb"|(?P<lam>\blambda\b)"
+)
+# A string statement opening a body (a docstring; not an f-string), alone on its last line.
+_DOC = rb"([ \t]+)(?:[rRuU]|[bB][rR]?|[rR][bB])?" + _STR + rb"[ \t]*(?:\#[^\n]*)?$"
+# Names as code mentions them: comments, strings (but f-strings: their fields are code) and
+# attributes skipped, a def's own name apart (what looks like an f-string, ``if"x"``, is read
+# as one: more names only keep more bodies).
+_TOKENS = (
+    rb"[^#'\"A-Za-z_.0-9]+|[0-9]\w*"  # (runs that hold no name: one step each)
+    rb"|\#[^\n]*|%s(?:[fF][rRbB]?|[rRbB][fF])"
+    + _STR
+    + rb"%s|[rRbBuU]{0,2}"
+    + _STR
+    + rb"|def[ \t]+\w+|\.[ \t]*\w+|%s[A-Za-z_]\w*%s"
+)
+
+
+class _Patterns:
+    """Compiled on first use: a warm analysis parses nothing and should not pay for them."""
+
+    def __init__(self) -> None:
+        self.define = re.compile(_DEF)
+        self.header = re.compile(_HEADER, re.S)
+        self.header_special = re.compile(rb"['\"#\\]|lambda")
+        self.doc = re.compile(_DOC, re.S | re.M)
+        self.code_word = re.compile(_TOKENS % (b"", b"", b"(", b")"), re.S)  # the names only
+        self.fstring = re.compile(_TOKENS % (b"(", b")", b"", b""), re.S)  # the f-strings only
+        self.dedented: dict[int, re.Pattern[bytes]] = {}
+
+
+@functools.cache
+def _patterns() -> _Patterns:
+    return _Patterns()
+
+
+DefPos = tuple[types.CodeType, int, int, int]  # (code, def line, last line, column)
+
+
+class _Text:
+    """The source, its lines and where each starts."""
+
+    def __init__(self, source: bytes) -> None:
+        self.source = source
+        self.lines = source.split(b"\n")
+        ends = map(operator.add, map(len, self.lines), itertools.repeat(1))
+        self.starts = [0, *itertools.accumulate(ends)]
+
+    def line_of(self, pos: int) -> int:
+        """The 1-based line holding offset ``pos``."""
+        return bisect.bisect_right(self.starts, pos)
+
+    def blankable(self, col: int, first: int, end: int) -> bool:
+        """Lines ``first..end`` hold no statement at ``col`` or less, and no encoding cookie."""
+        if first <= 2 or first > end:
+            return False
+        dedented = _patterns().dedented
+        pattern = dedented.get(col)
+        if pattern is None:
+            pattern = dedented[col] = re.compile(rb"\n(?![ \t]{%d})[ \t]*[^ \t\n#]" % (col + 1))
+        # (from the newline before ``first``: a literal first character searches fast)
+        return pattern.search(self.source, self.starts[first - 1] - 1, self.starts[end] - 1) is None
+
+    def blanked(self, spans: Iterable[tuple[int, int, bytes]]) -> bytes:
+        """The source with lines ``first..end`` blank but for ``indent + "pass"`` on ``end``."""
+        out = self.lines.copy()
+        for first, end, indent in spans:
+            out[first - 1 : end - 1] = [b""] * (end - first)
+            out[end - 1] = indent + b"pass"
+        return b"\n".join(out)
+
+    def body(self, pos: DefPos) -> tuple[int | None, int | None]:
+        """(the first line after a def's header, the same when all the body may be blanked)."""
+        func, line, end, col = pos
+        first = _body_line(self, func.co_name, line, end, col)
+        return first, first if first is not None and self.blankable(col, first, end) else None
+
+    def after_doc(self, first: int, end: int, col: int) -> tuple[int, bytes] | None:
+        """(first line after the body's docstring, the body's indent) when the rest may go."""
+        m = _patterns().doc.match(self.source, self.starts[first - 1], self.starts[end] - 1)
+        if m is None:
+            return None
+        after = self.line_of(m.end()) + 1
+        return (after, m.group(1)) if self.blankable(col, after, end) else None
+
+
+def elide(source: bytes, code: types.CodeType, import_lines: list[int]) -> bytes | None:
+    """``source`` with the function bodies a third-party summary never reads blanked, or None.
+
+    ``code`` must be compiled from ``source`` (the caller checked the .pyc is fresh). Blanked:
+    a body without a line that mentions "import", or the part after its docstring when only the
+    docstring does (the extractor reads such a body, and finds nothing in a docstring). Kept:
+    a top-level function that module-level code may call (the extractor reads its body as
+    module level), i.e. whose name the code outside function bodies mentions, in what the
+    compiler dropped too (``if False:``). Anything unexpected (a one-line def, a header the
+    scan cannot read, a body line not indented past its ``def``, CR line ends) keeps the body;
+    a result that does not parse makes the caller parse the file as it is.
+    """
+    if b"\r" in source or sys.version_info[:2] != (3, 11):  # (3.11's opcodes and f-strings)
+        return None
+    text = _Text(source)
+    # (a def, the first line after its header, the same when all its body may be blanked)
+    tops = [(pos, *text.body(pos)) for pos in _defs(code)]
+    methods = [(pos, *text.body(pos)) for c in _class_bodies(code) for pos in _nested(c)]
+    # The top-level functions whose bodies count as module level, to a fixed point: the names
+    # the text outside function bodies mentions, then those their bodies mention, and so on.
+    outside = text.blanked((body, pos[2], b"") for pos, _, body in (*tops, *methods) if body)
+    names = {pos[0].co_name.encode() for pos, _, _ in tops}
+    words = _code_words(outside) if _may_mention(outside, names) else collections.Counter()
+    called: set[int] = set()
+    while True:
+        more = {
+            i
+            for i, (pos, _, _) in enumerate(tops)
+            if i not in called and words[pos[0].co_name.encode()] > 0
+        }
+        if not more:
+            break
+        called |= more
+        for i in more:
+            pos, _, body = tops[i]
+            inside = source[text.starts[body - 1] : text.starts[pos[2]] - 1] if body else b""
+            if _may_mention(inside, names):  # (left out of ``outside``: read it now)
+                words += _code_words(inside)
+    spans: list[tuple[int, int, bytes]] = []
+    todo = [(d, i in called) for i, d in enumerate((*tops, *methods))]
+    while todo:
+        (pos, first, body), expanded = todo.pop()
+        func, line, end, col = pos
+        if not expanded and first is not None:
+            if not _has_line(import_lines, line, end):
+                if body is not None:
+                    spans.append((body, end, text.lines[line - 1][:col] + b" "))
+                    continue
+            else:
+                rest = text.after_doc(first, end, col)
+                if rest is not None and not _has_line(import_lines, rest[0], end):
+                    spans.append((rest[0], end, rest[1]))
+                    continue
+        todo.extend(((inner, *text.body(inner)), False) for inner in _nested(func))
+    return text.blanked(spans) if spans else None
+
+
+def _may_mention(text: bytes, names: set[bytes]) -> bool:
+    """Whether ``text`` may name one of ``names`` as code: cheap counts, to skip reading it.
+
+    What is left of each name's occurrences after those that cannot be code: ``def name``,
+    ``.name`` (an attribute), ``"name"`` and ``'name'`` (strings: ``__all__``). Each is told by
+    the characters before it, so none is subtracted twice; a name within a longer one is left
+    in, which only reads more.
+    """
+    for n in names:
+        found = text.count(n)
+        if found and found > (
+            text.count(b"def " + n)
+            + text.count(b"." + n)
+            + text.count(b'"' + n + b'"')
+            + text.count(b"'" + n + b"'")
+        ):
+            return True
+    return False
+
+
+def _code_words(text: bytes) -> collections.Counter[bytes]:
+    """How often ``text`` mentions each name as code (not as an attribute nor a def's name)."""
+    words = collections.Counter(_patterns().code_word.findall(text))
+    if re.search(rb"[fF][rRbB]?['\"]|[rRbB][fF]['\"]", text):
+        for fstring in _patterns().fstring.findall(text):
+            if fstring:
+                words.update(_code_words(fstring[fstring.index(fstring[-1:]) + 1 : -1]))
+    return words
+
+
+def _nested(code: types.CodeType) -> list[DefPos]:
+    """The defs in ``code`` and in the class bodies in it (at any depth)."""
+    found = list(_defs(code))
+    classes = _class_bodies(code)
+    while classes:
+        body = classes.pop()
+        found.extend(_defs(body))
+        classes.extend(_class_bodies(body))
+    return found
+
+
+def _defs(parent: types.CodeType) -> Iterable[DefPos]:
+    """The functions ``def`` statements in ``parent`` make: (code, def line, last line, col)."""
+    raw = parent.co_code
+    positions: list[Any] | None = None
+    for index, const in enumerate(parent.co_consts):
+        if not isinstance(const, types.CodeType) or not const.co_flags & _CO_OPTIMIZED:
+            continue
+        if const.co_name.startswith("<"):  # lambdas, comprehensions
+            continue
+        offset = _load_const_offset(raw, index)
+        if offset is None:
+            continue
+        if positions is None:
+            positions = list(parent.co_positions())
+        line, end, col, _ = positions[offset // 2]
+        if line is None or end is None or col is None:
+            continue
+        yield const, line, end, col
+
+
+def _class_bodies(parent: types.CodeType) -> list[types.CodeType]:
+    return [
+        c
+        for c in parent.co_consts
+        if isinstance(c, types.CodeType) and not c.co_flags & _CO_OPTIMIZED
+    ]
+
+
+def _load_const_offset(raw: bytes, index: int) -> int | None:
+    """The offset of the instruction ``LOAD_CONST index`` in ``raw`` (3.11 wordcode)."""
+    if index > 0xFFFF:
+        return None
+    if index > 255:
+        needle = bytes((_EXTENDED_ARG, index >> 8, _LOAD_CONST, index & 0xFF))
+        skip = 2
+    else:
+        needle = bytes((_LOAD_CONST, index))
+        skip = 0
+    pos = raw.find(needle)
+    while pos >= 0:
+        if pos % 2 == 0 and (skip or pos < 2 or raw[pos - 2] != _EXTENDED_ARG):
+            return pos + skip
+        pos = raw.find(needle, pos + 1)
+    return None
+
+
+def _has_line(lines: list[int], start: int, end: int) -> bool:
+    i = bisect.bisect_left(lines, start)
+    return i < len(lines) and lines[i] <= end
+
+
+def _body_line(text: _Text, name: str, line: int, end: int, col: int) -> int | None:
+    """The first line after a def's header when its body starts on a line of its own, else None.
+
+    The header is scanned from ``def`` to the colon that ends it; strings, comments, brackets
+    and line joins are read as Python's tokenizer reads them. An f-string (3.12 nests quotes
+    in them) or a lambda outside brackets stops the scan: the body is then kept.
+    """
+    if line > len(text.lines) or end <= line or not name.isascii():
+        return None
+    first_line = text.lines[line - 1]
+    if first_line[:col].strip(b" \t"):
+        return None
+    word = name.encode()
+    if first_line.startswith(b"def " + word, col):
+        after = col + 4 + len(word)
+    else:
+        m = _patterns().define.match(first_line, col)
+        if m is None or m.group(1) != word:
+            return None
+        after = m.end()
+    rest = first_line[after:]
+    if rest[:1].isalnum() or rest[:1] == b"_":
+        return None  # another name that starts with this one
+    if (
+        rest.rstrip(b" \t").endswith(b":")
+        and _patterns().header_special.search(rest) is None
+        and rest.count(b"(") == rest.count(b")")
+        and rest.count(b"[") == rest.count(b"]")
+        and rest.count(b"{") == rest.count(b"}")
+    ):
+        return line + 1  # the common case: a header on one line, ending with its colon
+    depth = 0
+    starts = text.starts
+    for tok in _patterns().header.finditer(text.source, starts[line - 1] + after, starts[end] - 1):
+        kind = tok.lastgroup
+        if kind == "open":
+            depth += 1
+        elif kind == "close":
+            depth -= 1
+        elif kind == "fpre" or (kind in ("lam", "nl") and not depth):
+            return None
+        elif kind == "colon" and not depth:
+            header = text.line_of(tok.end())
+            rest = text.source[tok.end() : starts[header] - 1].strip(b" \t")
+            if rest and not rest.startswith(b"#"):
+                return None  # the body starts on the header's line
+            return header + 1
+    return None
