@@ -7,6 +7,7 @@ unreadable file reads as nothing, and a write that fails leaves the old file and
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 from collections.abc import Callable
@@ -62,3 +63,24 @@ def save(path: Path | None, value: Any) -> bool:
         return True
     except (OSError, ValueError):
         return False  # a cache that cannot be written is only a slower next run
+
+
+def retire_other_formats(path: Path) -> None:
+    """Remove the files beside ``path`` whose names differ from its name only in the format
+    number (``imports-v8-py311.marshal`` beside ``imports-v9-py311.marshal``): after an upgrade
+    no envpack reads them again, and each can be tens of MB."""
+    import re
+
+    found = re.search(r"-v\d+", path.name)
+    if found is None:
+        return
+    head, tail = path.name[: found.start()] + "-v", path.name[found.end() :]
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    for name in names:
+        number = name[len(head) : len(name) - len(tail)]
+        if name != path.name and name.startswith(head) and name.endswith(tail) and number.isdigit():
+            with contextlib.suppress(OSError):  # gone already, or not ours: only space
+                (path.parent / name).unlink()

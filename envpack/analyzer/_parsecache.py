@@ -107,6 +107,7 @@ class ParseCache:
         self._used: set[str] = set()
         self._seen: dict[str, str] = {}  # path -> content digest, this run
         loaded = _cachefile.load(self.file)
+        self._fresh_file = loaded is None  # its first write retires the older formats' files
         if isinstance(loaded, tuple) and len(loaded) == 2:
             summaries, paths = loaded
             if isinstance(summaries, dict) and isinstance(paths, dict):
@@ -205,6 +206,11 @@ class ParseCache:
         value = (_bounded(self.summaries, self._used), _bounded(self.paths, set(self._seen)))
         if _cachefile.save(self.file, value):
             self.dirty = False
+            if self._fresh_file:
+                self._fresh_file = False
+                _cachefile.retire_other_formats(self.file)
+                if self.graph_file is not None:
+                    _cachefile.retire_other_formats(self.graph_file)
 
 
 def _bounded(entries: dict[str, Any], keep: set[str]) -> dict[str, Any]:

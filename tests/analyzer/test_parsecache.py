@@ -131,3 +131,21 @@ def test_an_edit_record_does_not_know_of_is_seen(
         assert "ssl" not in _analyze(tmp_path, first_py).modules
     finally:
         common.write_text(text)  # the venvs are the module's
+
+
+def test_an_older_formats_cache_file_is_removed_by_the_first_write(tmp_path: Path) -> None:
+    from envpack.analyzer._parsecache import FORMAT, ParseCache, Parser
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    tag = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    old = [cache / f"imports-v{FORMAT - 1}-{tag}.marshal", cache / f"callgraphs-v1-{tag}.marshal"]
+    for path in old:
+        path.write_bytes(b"\0" * 1000)  # what an envpack before an upgrade left
+    src = tmp_path / "m.py"
+    src.write_text("import json\n")
+    pc = ParseCache(cache)
+    Parser(pc, jobs=1).get(str(src), local=False)
+    pc.save()
+    assert not any(path.exists() for path in old)
+    assert (cache / f"imports-v{FORMAT}-{tag}.marshal").exists()
