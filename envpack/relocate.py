@@ -151,15 +151,26 @@ class EditedElf:
         tools = (self.edits.strip_debug,) if self.edits.strip_debug is not None else ()
         return (self.path, *tools)
 
+    def file(self) -> Path | None:
+        """The file holding these bytes (the kept edit, made now if needed, or the input
+        itself when there is nothing to strip): the writer reads it while writing, rather
+        than holding it in memory. None without ``keep``: call this source instead."""
+        if self.keep is None:
+            return None
+        if self.keep.is_file():
+            return self.keep
+        if self.edits.rpath is None and not elf.has_debug(self.path):
+            return self.path
+        self.keep.parent.mkdir(parents=True, exist_ok=True)
+        apply(self.path, self.keep, self.edits)
+        return self.keep
+
     def __call__(self) -> bytes:
-        if self.keep is not None and self.keep.is_file():
-            return self.keep.read_bytes()
+        made = self.file()
+        if made is not None:
+            return made.read_bytes()
         if self.edits.rpath is None and not elf.has_debug(self.path):
             return self.path.read_bytes()
-        if self.keep is not None:
-            self.keep.parent.mkdir(parents=True, exist_ok=True)
-            apply(self.path, self.keep, self.edits)
-            return self.keep.read_bytes()
         with tempfile.TemporaryDirectory(prefix="envpack-edit-") as tmp:
             out = Path(tmp) / "out"
             apply(self.path, out, self.edits)

@@ -403,6 +403,17 @@ def test_same_spec_twice_is_byte_identical(
     assert again.path.read_bytes() == built.path.read_bytes()
 
 
+def test_digest_first_and_one_pass_builds_are_byte_identical(
+    project: Project, built: Environment, tmp_path: Path
+) -> None:
+    """Another tarball in the output dir: this one may be there, so the build digests first
+    (a hit would need no compression) and writes the same bytes as the one-pass build."""
+    (tmp_path / "envpack-0123456789abcdef.tar.gz").write_bytes(b"another env")
+    again = build(project.spec, tmp_path, level=1)
+    assert not again.cached and again.hash == built.hash
+    assert again.path.read_bytes() == built.path.read_bytes()
+
+
 def test_timestamps_do_not_leak(project: Project, built: Environment, tmp_path: Path) -> None:
     """Touching every shipped local file changes nothing: no mtime reaches the tarball."""
     for item in project.spec.local:
