@@ -17,15 +17,17 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
 import shutil
 import stat
 import subprocess
 import tarfile
+import threading
 import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
@@ -431,6 +433,10 @@ class _Sink:
             self.futures[index] = self._pool.submit(block)
         self._held.clear()
 
+    def compressed(self) -> bool:
+        """Whether every block is compressed (drain() would not wait)."""
+        return not self._held and all(f is not None and f.done() for f in self.futures)
+
     def drain(self, out: BinaryIO) -> int:
         """Write the compressed blocks in order (waiting for them); returns the bytes written."""
         n = 0
@@ -747,7 +753,7 @@ class Piece:
 
 
 def build_layers(
-    entries: list[Entry],
+    entries: list[Entry] | Iterator[list[Entry]],
     cache: PieceCache,
     kind: Compression = "gzip",
     level: int | None = None,
@@ -756,94 +762,170 @@ def build_layers(
     records: list[Record] | None = None,
     digests: DigestCache | None = None,
 ) -> tuple[list[Entry], list[Record], list[Piece]]:
-    """Every layer's compressed piece, with the entries kept and their records.
+    """Every layer's compressed piece (in file order), with the entries kept and their records
+    (in the entries' order; by path for an iterator).
 
+    ``entries``: a list, or an iterator of layers' entries (Collector.groups: the layers are
+    then written while later ones are still being collected, on a thread of this call).
     A layer whose manifest is known before it is written (from ``records``, the entries'
     digests, or else from the stat-keyed ``digests`` cache) is copied from the piece cache when
     it is there. Any other layer is written in one pass: each file read once, hashed as it is
     tar'd and compressed, the layer's key learnt at its end, and the piece stored under it (if
     the cache had it already, only time was lost). Without ``records`` a stale callable source
-    is left out, as digest() does. Files are opened and callables run a few layers ahead on a
-    few threads, while the pool compresses on every core.
+    is left out, as digest() does. Files are opened and callables run (ELF edits, pycs) on a
+    few threads, ahead of the writer, which takes the layers in the order they get ready,
+    while the pool compresses on every core.
     """
-    level = default_level(kind) if level is None else level
-    mtime = source_mtime()
-    headers = _HeaderFactory(mtime)
-    given = (
-        None if records is None else dict(zip((e.arcname for e in entries), records, strict=True))
-    )
-    plans: list[list[tuple[Entry, Record | None, object | None]]] = []
-    for group_entries in _groups(entries):
-        plan: list[tuple[Entry, Record | None, object | None]] = []
-        for entry in group_entries:
-            if given is not None:
-                plan.append((entry, given[entry.arcname], None))
-            else:
-                plan.append((entry, *_cached_record(entry, digests)))
-        plans.append(plan)
-    found: list[Piece | None] = []
-    for plan in plans:
-        recs = [rec for _, rec, _ in plan if rec is not None]
-        piece = None
-        if len(recs) == len(plan):
-            layer = _layer(plan[0][0].group, [e for e, _, _ in plan], recs)
-            path = cache.get(cache.key(layer, kind, level, mtime))
-            if path is not None:
-                piece = Piece(layer, path, path.stat().st_size, True)
-        found.append(piece)
-    todo = [i for i, piece in enumerate(found) if piece is None]
-    total = sum(len(plans[i]) for i in todo) or 1
-    done = 0
-    pool = _Pool(kind, level)
-    prep = ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) * 2))
-    ahead: deque[list[Future[list[_Item | None]]]] = deque()
-    queued = iter(todo)
-
-    def queue_one() -> None:
-        i = next(queued, None)
-        if i is not None:
-            chunks = [plans[i][at : at + 256] for at in range(0, len(plans[i]), 256)]
-            ahead.append([prep.submit(_prepare_all, chunk) for chunk in chunks])
-
-    made: dict[int, Piece] = {}
-    try:
-        for _ in range(4):  # a few layers' files opened and callables run ahead
-            queue_one()
-        pending: tuple[int, Layer, _Sink, str] | None = None
-        for i in todo:
-            items = [item for f in ahead.popleft() for item in f.result() if item is not None]
-            queue_one()
-            done += len(plans[i])
-            if not items:
-                continue  # every source was stale: no layer
-            layer, sink = _write_layer(pool, headers, plans[i][0][0].group, items, digests)
-            if pending is not None:  # store the previous layer while this one compresses
-                _store(cache, pending, made)
-            pending = (i, layer, sink, cache.key(layer, kind, level, mtime))
-            if progress is not None:
-                progress("compressing", done, total)
-        if pending is not None:
-            _store(cache, pending, made)
-    finally:
-        prep.shutdown(wait=True, cancel_futures=True)
-        pool.close()
-    pieces = [p for i in range(len(plans)) if (p := found[i] or made.get(i)) is not None]
-    order = {e.arcname: n for n, e in enumerate(entries)}
-    pairs = sorted(
-        ((e, r) for p in pieces for e, r in zip(p.layer.entries, p.layer.records, strict=True)),
-        key=lambda pair: order[pair[0].arcname],
-    )
-    kept = [e for e, _ in pairs]
+    given = None
+    if records is not None:
+        assert isinstance(entries, list)
+        given = dict(zip((e.arcname for e in entries), records, strict=True))
+    order: dict[str, int] | None = None
+    if isinstance(entries, list):
+        order = {e.arcname: n for n, e in enumerate(entries)}
+        entries = iter(_groups(entries))
+    writer = _LayerWriter(cache, kind, default_level(kind) if level is None else level)
+    pieces = writer.run(entries, given, digests, progress)
+    pairs = [pair for p in pieces for pair in zip(p.layer.entries, p.layer.records, strict=True)]
+    pairs.sort(key=lambda pair: order[pair[0].arcname] if order else pair[0].arcname)
     cache.prune(p.path.name for p in pieces)
-    return kept, [r for _, r in pairs], pieces
+    return [e for e, _ in pairs], [r for _, r in pairs], pieces
 
 
-def _store(
-    cache: PieceCache, pending: tuple[int, Layer, _Sink, str], made: dict[int, Piece]
-) -> None:
-    i, layer, sink, key = pending
-    path = cache.put(key, sink.drain)
-    made[i] = Piece(layer, path, path.stat().st_size, False)
+_Plan = list[tuple[Entry, Record | None, object | None]]
+
+
+class _LayerWriter:
+    """build_layers' machinery: a feeder thread plans each layer as it arrives (records
+    known without reading, piece cache lookups) and has its sources prepared on a few threads;
+    the calling thread writes the prepared layers, whichever is ready first."""
+
+    def __init__(self, cache: PieceCache, kind: Compression, level: int) -> None:
+        self.cache = cache
+        self.kind = kind
+        self.level = level
+        self.mtime = source_mtime()
+        self.headers = _HeaderFactory(self.mtime)
+        self.prep = ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) * 2))
+        self.arrivals: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
+        self.stop = threading.Event()
+
+    def key(self, layer: Layer) -> str:
+        return self.cache.key(layer, self.kind, self.level, self.mtime)
+
+    def feed(
+        self,
+        groups: Iterator[list[Entry]],
+        given: dict[str, Record] | None,
+        digests: DigestCache | None,
+    ) -> None:
+        try:
+            for group_entries in groups:
+                if self.stop.is_set():
+                    return
+                plan: _Plan = []
+                for entry in sorted(group_entries, key=lambda e: e.arcname):
+                    if given is not None:
+                        plan.append((entry, given[entry.arcname], None))
+                    else:
+                        plan.append((entry, *_cached_record(entry, digests)))
+                group = plan[0][0].group
+                recs = [rec for _, rec, _ in plan if rec is not None]
+                if len(recs) == len(plan):
+                    layer = _layer(group, [e for e, _, _ in plan], recs)
+                    path = self.cache.get(self.key(layer))
+                    if path is not None:
+                        self.arrivals.put(
+                            ("found", (group, Piece(layer, path, path.stat().st_size, True)))
+                        )
+                        continue
+                chunks = [plan[at : at + 256] for at in range(0, len(plan), 256)]
+                futures = [self.prep.submit(_prepare_all, chunk) for chunk in chunks]
+                self.arrivals.put(("todo", (group, plan, futures)))
+        except BaseException as exc:  # told to the writer, which raises it
+            self.arrivals.put(("error", exc))
+        finally:
+            self.arrivals.put(("end", None))
+
+    def run(
+        self,
+        groups: Iterator[list[Entry]],
+        given: dict[str, Record] | None,
+        digests: DigestCache | None,
+        progress: Progress | None,
+    ) -> list[Piece]:
+        pool = _Pool(self.kind, self.level)
+        feeder = threading.Thread(
+            target=self.feed, args=(groups, given, digests), name="envpack-layers", daemon=True
+        )
+        out: list[tuple[str, Piece]] = []
+        todo: list[tuple[str, _Plan, list[Future[list[_Item | None]]]]] = []
+        ended = False
+        # written, not yet stored: stored once compressed, never waited for while there is
+        # more to write (the pool would starve when small layers follow one another)
+        written: deque[tuple[str, Layer, _Sink]] = deque()
+        seen = done = 0
+        try:
+            feeder.start()
+            while True:
+                wait_for = not todo and not ended
+                while True:
+                    try:
+                        what, payload = self.arrivals.get(block=wait_for)
+                    except queue.Empty:
+                        break
+                    wait_for = False
+                    if what == "error":
+                        raise payload  # type: ignore[misc]
+                    if what == "end":
+                        ended = True
+                    elif what == "found":
+                        out.append(payload)  # type: ignore[arg-type]
+                    else:
+                        todo.append(payload)  # type: ignore[arg-type]
+                        seen += len(payload[1])  # type: ignore[index]
+                if not todo:
+                    if ended:
+                        break
+                    continue
+                ready = next((t for t in todo if all(f.done() for f in t[2])), None)
+                if ready is None:
+                    futures = [f for t in todo for f in t[2]]
+                    wait(futures, timeout=0.05, return_when=FIRST_COMPLETED)
+                    out.extend(self.store_done(written))
+                    continue
+                todo.remove(ready)
+                group, plan, prepared = ready
+                items = [item for f in prepared for item in f.result() if item is not None]
+                done += len(plan)
+                if progress is not None:
+                    progress("compressing", done, seen)
+                if not items:
+                    continue  # every source was stale: no layer
+                layer, sink = _write_layer(pool, self.headers, group, items, digests)
+                written.append((group, layer, sink))
+                out.extend(self.store_done(written))
+            while written:
+                out.append(self.store(written.popleft()))
+        finally:
+            self.stop.set()
+            self.prep.shutdown(wait=True, cancel_futures=True)
+            feeder.join()
+            pool.close()
+        out.sort(key=lambda gp: _order(gp[0] or "other"))
+        return [piece for _, piece in out]
+
+    def store_done(self, written: deque[tuple[str, Layer, _Sink]]) -> list[tuple[str, Piece]]:
+        """Store the written layers, oldest first, as long as they are compressed."""
+        stored = []
+        while written and written[0][2].compressed():
+            stored.append(self.store(written.popleft()))
+        return stored
+
+    def store(self, written: tuple[str, Layer, _Sink]) -> tuple[str, Piece]:
+        group, layer, sink = written
+        path = self.cache.put(self.key(layer), sink.drain)
+        return group, Piece(layer, path, path.stat().st_size, False)
 
 
 def _cached_record(

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from envpack import _cachefile, archive, layout, runtime
 from envpack.archive import Compression, Entry, Progress
-from envpack.collect import Collection, collect
+from envpack.collect import Collection, Collector
 from envpack.elf import NotElfError, glibc_key, read_elf
 from envpack.errors import BuildError, SpecError
 from envpack.layout import LAYERS, MANIFEST, SPEC, SUMMARY, Record
@@ -107,13 +107,30 @@ def build(
     with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
         out = _out_dir(Path(out_dir))
         remove_stale_parts(out)
-        collection = collect(
+        collector = Collector(
             spec,
             Path(stage),
             runtime.run_in_env_path(),
             keep_tests=keep_tests,
             keep_debug=keep_debug,
         )
+        if target_glibc is None and not spec.interpreter.conda and _one_pass(out, compress):
+            # nothing to check between collecting and writing: each layer is written as
+            # soon as it is collected, while the collector goes on
+            try:
+                return assemble(
+                    spec,
+                    out,
+                    collector.out,
+                    compress=compress,
+                    level=level,
+                    progress=progress,
+                    digest_cache=digest_cache,
+                    groups=collector.groups(),
+                )
+            finally:
+                collector.out.close()
+        collection = collector.collect()
         try:
             if target_glibc is not None:
                 check_glibc(spec, collection, target_glibc)
@@ -144,22 +161,26 @@ def assemble(
     level: int | None = None,
     progress: Progress | None = None,
     digest_cache: bool = True,
+    groups: Iterator[list[Entry]] | None = None,
 ) -> Environment:
     """Digest, name, cache-check and write collected entries (shared by the conda backend).
 
     When no tarball of this compression is in ``out``, this env's cannot be there: the
     entries are then digested while they are written (one read of each file, see
     archive.build_layers), not in a pass of their own that only a cache hit would need.
+    ``groups`` (Collector.groups, only then): the layers as they are collected, into
+    ``collection``.
     """
-    _refuse_duplicates(collection.entries)
+    if groups is None:
+        _refuse_duplicates(collection.entries)
     cache = archive.DigestCache(archive.DigestCache.default_file() if digest_cache else None)
     pieces_dir = archive.PieceCache.default_root() if digest_cache else None
     spec_json = spec.to_json().encode()
     runner = _copy_runner(out)
-    if not any(out.glob(f"envpack-*{archive.suffix(compress)}")):
+    if groups is not None or _one_pass(out, compress):
         final, entries, records, pieces = write_one_pass(
             out,
-            collection.entries,
+            collection.entries if groups is None else groups,
             spec_json=spec_json,
             empty_dirs=collection.empty_dirs,
             glibc=spec.glibc,
@@ -197,6 +218,12 @@ def assemble(
     infos = tuple(LayerInfo(p.layer.name, p.layer.hash, p.size, p.reused) for p in pieces)
     # plus the summary, manifest, Spec, layer index and each layer's manifest
     return replace(env, layers=infos, files=len(records) + 4 + len(infos))
+
+
+def _one_pass(out: Path, compress: Compression) -> bool:
+    """Whether to digest while writing: no tarball of this kind in ``out`` (this env's cannot
+    be there, so no cache hit needs the name before the bytes)."""
+    return not any(out.glob(f"envpack-*{archive.suffix(compress)}"))
 
 
 def _manifest(records: list[Record]) -> bytes:
@@ -251,7 +278,7 @@ def write_layered(
 
 def write_one_pass(
     out: Path,
-    entries: list[Entry],
+    entries: list[Entry] | Iterator[list[Entry]],
     *,
     spec_json: bytes,
     empty_dirs: Iterable[str] = (),
@@ -264,13 +291,15 @@ def write_one_pass(
 ) -> tuple[Path, list[Entry], list[Record], list[archive.Piece]]:
     """Write the layered tarball of undigested entries into ``out``, each file read once.
 
-    The entries are digested as they are written (archive.build_layers), so the tarball's
-    name is known only at the end. Returns it, with the entries kept (a stale source is left
-    out), their records and the layers' pieces.
+    The entries (or an iterator of layers' entries, as they are collected) are digested as
+    they are written (archive.build_layers), so the tarball's name is known only at the end.
+    Returns it, with the entries kept (a stale source is left out), their records and the
+    layers' pieces.
     """
     with ExitStack() as stack:
         root = pieces_dir or _temp_pieces(stack)
         kept, records, pieces = _compress(entries, None, root, compress, level, progress, digests)
+        _refuse_duplicates(kept)
         env_hash = layout.manifest_hash(_manifest(records))
         final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
         _write_final(final, records, pieces, spec_json, empty_dirs, glibc, compress, level)
@@ -306,7 +335,7 @@ def _write_final(
 
 
 def _compress(
-    entries: list[Entry],
+    entries: list[Entry] | Iterator[list[Entry]],
     records: list[Record] | None,
     root: Path,
     compress: Compression,

@@ -140,10 +140,13 @@ class EditedElf:
     digest is kept there and read again by the writer, so objcopy runs once per file.
     """
 
-    def __init__(self, path: Path, edits: ElfEdits, keep: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, edits: ElfEdits, keep: Path | None = None, *, reuse: bool = False
+    ) -> None:
         self.path = path
         self.edits = edits
         self.keep = keep
+        self.reuse = reuse  # made through apply_kept: an earlier build's edit, if any
 
     @property
     def inputs(self) -> tuple[Path, ...]:
@@ -162,7 +165,7 @@ class EditedElf:
         if self.edits.rpath is None and not elf.has_debug(self.path):
             return self.path
         self.keep.parent.mkdir(parents=True, exist_ok=True)
-        apply(self.path, self.keep, self.edits)
+        (apply_kept if self.reuse else apply)(self.path, self.keep, self.edits)
         return self.keep
 
     def __call__(self) -> bytes:
