@@ -898,7 +898,7 @@ class _LayerWriter:
                 group, plan, prepared = ready
                 items = [item for f in prepared for item in f.result() if item is not None]
                 done += len(plan)
-                if progress is not None:
+                if progress is not None and ended:  # the total is known once all arrived
                     progress("compressing", done, seen)
                 if not items:
                     continue  # every source was stale: no layer
