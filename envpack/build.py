@@ -17,6 +17,7 @@ import sys
 import tempfile
 import types
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -178,21 +179,31 @@ def assemble(
     spec_json = spec.to_json().encode()
     runner = _copy_runner(out)
     if groups is not None or _one_pass(out, compress):
-        final, entries, records, pieces = write_one_pass(
-            out,
-            collection.entries if groups is None else groups,
-            spec_json=spec_json,
-            empty_dirs=collection.empty_dirs,
-            glibc=spec.glibc,
-            compress=compress,
-            level=level,
-            progress=progress,
-            pieces_dir=pieces_dir,
-            digests=cache,
-        )
-        cache.save()
-        collection.entries = entries
-        env_hash = final.name.removeprefix("envpack-").removesuffix(archive.suffix(compress))
+        # What the CLI shows beside the built size, measured while this build compresses
+        # (not after it) and kept for the env's hash, where source_size() finds it.
+        side = ThreadPoolExecutor(max_workers=1) if digest_cache else None
+        walked = side.submit(_walk_size, spec) if side is not None else None
+        try:
+            final, entries, records, pieces = write_one_pass(
+                out,
+                collection.entries if groups is None else groups,
+                spec_json=spec_json,
+                empty_dirs=collection.empty_dirs,
+                glibc=spec.glibc,
+                compress=compress,
+                level=level,
+                progress=progress,
+                pieces_dir=pieces_dir,
+                digests=cache,
+            )
+            cache.save()
+            collection.entries = entries
+            env_hash = final.name.removeprefix("envpack-").removesuffix(archive.suffix(compress))
+            if walked is not None:
+                source_size(spec, env_hash, measured=walked.result())
+        finally:
+            if side is not None:
+                side.shutdown(wait=True, cancel_futures=True)
     else:
         entries, records = archive.digest(collection.entries, progress, cache)
         cache.save()
@@ -557,22 +568,25 @@ def _environment(
     )
 
 
-def source_size(spec: Spec, env_hash: str | None = None, *, walk: bool = True) -> int | None:
+def source_size(
+    spec: Spec, env_hash: str | None = None, *, walk: bool = True, measured: int | None = None
+) -> int | None:
     """Bytes of the whole source environment (the venv or prefix, plus the base stdlib).
 
     What a "tar the whole env" approach ships; the CLI prints it next to the built size.
     Walking a coffea venv takes 0.2 s, most of a cached build: with ``env_hash`` the figure is
     kept in the cache directory, so a cached build shows what its real build measured.
     ``walk=False``: None rather than walk when nothing is kept for ``env_hash``.
+    ``measured``: the figure, walked already (a cold build does it while it compresses).
     """
     file = _cachefile.cache_dir() / "source-sizes-v1.marshal" if env_hash else None
     kept = _cachefile.load(file)
     sizes: dict[str, int] = kept if isinstance(kept, dict) else {}
-    if env_hash and isinstance(sizes.get(env_hash), int):
+    if env_hash and isinstance(sizes.get(env_hash), int) and measured is None:
         return sizes[env_hash]
-    if not walk:
+    if not walk and measured is None:
         return None
-    total = _walk_size(spec)
+    total = _walk_size(spec) if measured is None else measured
     if env_hash:
         if len(sizes) >= _MAX_SOURCE_SIZES:
             sizes = dict(list(sizes.items())[-_MAX_SOURCE_SIZES // 2 :])
