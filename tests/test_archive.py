@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -396,3 +397,26 @@ def test_stale_source_is_left_out(tmp_path: Path) -> None:
     assert [e.arcname for e in kept] == [r.path for r in records] == ["a"]
     with pytest.raises(archive.Stale):
         archive.digest_entries(items)
+
+
+def test_a_layers_elf_edits_are_spread_over_the_preparing_threads() -> None:
+    class Edited:  # a source naming its file, as relocate.EditedElf does
+        def __call__(self) -> bytes:
+            return b""
+
+        def file(self) -> Path | None:
+            return None
+
+    plan: list[tuple[Entry, None, None]] = [
+        (Entry(f"lib/m{i}.so", 0o755, Edited(), "g"), None, None) for i in range(12)
+    ]
+    plan += [(Entry(f"f{i}", 0o644, b"x", "g"), None, None) for i in range(600)]
+    chunks = archive._chunks(plan)
+    assert [len(c) for c in chunks[:3]] == [4, 4, 4]
+    assert sum(len(c) for c in chunks) == len(plan) and all(len(c) <= 256 for c in chunks)
+
+
+def test_the_switch_interval_is_restored(tmp_path: Path) -> None:
+    before = sys.getswitchinterval()
+    archive.build_layers(entries(tmp_path), archive.PieceCache(tmp_path / "p"), level=1)
+    assert sys.getswitchinterval() == before
