@@ -17,15 +17,18 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
+import threading
 import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
@@ -258,44 +261,84 @@ class Layer:
     hash: str  # first 16 hex of sha256(manifest): what a node's layer store knows it by
 
 
+def _order(group: str) -> tuple[int, str]:
+    if group in _FIRST:
+        return (_FIRST.index(group), group)
+    if group in _LAST:
+        return (len(_FIRST) + 1 + _LAST.index(group), group)
+    return (len(_FIRST), group.lower())
+
+
+def _groups(entries: Iterable[Entry]) -> list[list[Entry]]:
+    """The entries of each layer, sorted by path; the layers in their fixed order."""
+    by_group: dict[str, list[Entry]] = {}
+    for entry in entries:
+        by_group.setdefault(entry.group or "other", []).append(entry)
+    return [sorted(by_group[g], key=lambda e: e.arcname) for g in sorted(by_group, key=_order)]
+
+
+def _layer(group: str, entries: list[Entry], records: list[Record]) -> Layer:
+    recs = tuple(records)
+    manifest = manifest_bytes(recs)
+    return Layer(
+        layer_name(group or "other"), tuple(entries), recs, manifest, manifest_hash(manifest)
+    )
+
+
 def plan_layers(entries: list[Entry], records: list[Record]) -> list[Layer]:
     """One layer per group (the interpreter, the stdlib, each distribution, bundled native
     libraries, local code and data, envpack's scripts), in a fixed order."""
-    by_group: dict[str, list[tuple[Entry, Record]]] = {}
-    for entry, rec in zip(entries, records, strict=True):
-        by_group.setdefault(entry.group or "other", []).append((entry, rec))
-
-    def order(group: str) -> tuple[int, str]:
-        if group in _FIRST:
-            return (_FIRST.index(group), group)
-        if group in _LAST:
-            return (len(_FIRST) + 1 + _LAST.index(group), group)
-        return (len(_FIRST), group.lower())
-
-    layers: list[Layer] = []
-    for group in sorted(by_group, key=order):
-        pairs = sorted(by_group[group], key=lambda p: p[0].arcname)
-        recs = tuple(r for _, r in pairs)
-        manifest = manifest_bytes(recs)
-        layers.append(
-            Layer(
-                layer_name(group),
-                tuple(e for e, _ in pairs),
-                recs,
-                manifest,
-                manifest_hash(manifest),
-            )
-        )
-    return layers
+    of = dict(zip((e.arcname for e in entries), records, strict=True))
+    return [_layer(g[0].group, g, [of[e.arcname] for e in g]) for g in _groups(entries)]
 
 
 class _HeaderFactory:
-    """Tar headers with nothing of the build machine in them."""
+    """Tar headers with nothing of the build machine in them.
+
+    tarfile's own PAX writer costs ~40 us a header (6,900 of them in a coffea env); the common
+    case (an ASCII name and link target of at most 100 characters, a size below 8 GiB) is
+    built here directly, byte for byte what tarfile writes (tests/test_archive.py compares
+    them); anything else goes through tarfile.
+    """
 
     def __init__(self, mtime: int) -> None:
         self.mtime = mtime
+        self._fast = 0 <= mtime < 8**11
+        # uid, gid (0) | size | mtime | checksum placeholder: the fields between mode and type
+        self._ids = b"0000000\0" * 2
+        self._mtime = b"%011o\0" % mtime if self._fast else b""
+        # magic "ustar\0" "00", then empty uname, gname, devmajor, devminor, prefix, padding
+        self._tail = tarfile.POSIX_MAGIC + NUL * (32 + 32 + 8 + 8 + 155 + 12)
 
     def make(self, name: str, kind: bytes, mode: int, size: int = 0, target: str = "") -> bytes:
+        if kind == tarfile.DIRTYPE and not name.endswith("/"):
+            name += "/"  # as tarfile's get_info() does
+        if (
+            self._fast
+            and len(name) <= 100
+            and len(target) <= 100
+            and name.isascii()
+            and target.isascii()
+            and 0 <= size < 8**11
+        ):
+            buf = b"".join(
+                (
+                    name.encode().ljust(100, NUL),
+                    b"%07o\0" % (mode & 0o7777),
+                    self._ids,
+                    b"%011o\0" % size,
+                    self._mtime,
+                    b"        ",
+                    kind,
+                    target.encode().ljust(100, NUL),
+                    self._tail,
+                )
+            )
+            return buf[:148] + b"%06o\0" % sum(buf) + buf[155:]
+        return self.slow(name, kind, mode, size, target)
+
+    def slow(self, name: str, kind: bytes, mode: int, size: int = 0, target: str = "") -> bytes:
+        """The header as tarfile writes it (PAX extended headers where needed)."""
         info = tarfile.TarInfo(name)
         info.type = kind
         info.mode = mode
@@ -320,34 +363,86 @@ TRAILER = NUL * (2 * tarfile.BLOCKSIZE)  # tar's end of archive: two zero blocks
 
 
 class _Sink:
-    """Where a piece's tar bytes go: cut into fixed blocks, each compressed on the pool."""
+    """Where a piece's tar bytes go: cut into fixed blocks, each compressed on the pool as it
+    fills (files are read straight into the block being filled: no copies).
 
-    def __init__(self, pool: _Pool) -> None:
+    With ``hold``, the first ``hold`` bytes are a placeholder (a layer's manifest, known only
+    once every file was hashed): the blocks they touch wait for finish() to patch them.
+    """
+
+    def __init__(self, pool: _Pool, hold: int = 0) -> None:
         self._pool = pool
-        self._buf = bytearray()
-        self.futures: list[Future[bytes]] = []
+        self._hold = hold
+        self._buf = bytearray(BLOCK)
+        self._pos = 0  # bytes used in _buf
+        self._start = 0  # offset of _buf in the piece's tar stream
+        self.futures: list[Future[bytes] | None] = []
+        self._held: list[tuple[int, bytearray]] = []  # (index in futures, block)
+
+    def _emit(self, block: bytearray) -> None:
+        if self._start < self._hold:
+            self._held.append((len(self.futures), block))
+            self.futures.append(None)
+        else:
+            self.futures.append(self._pool.submit(block))
+
+    def _full(self) -> None:
+        self._emit(self._buf)
+        self._start += BLOCK
+        self._buf = bytearray(BLOCK)
+        self._pos = 0
 
     def write(self, data: bytes, /) -> None:
-        self._buf += data
-        if len(self._buf) >= BLOCK:
-            self._flush(whole=True)
+        view = memoryview(data)
+        at, n = 0, len(view)
+        while at < n:
+            take = min(n - at, BLOCK - self._pos)
+            self._buf[self._pos : self._pos + take] = view[at : at + take]
+            self._pos += take
+            at += take
+            if self._pos == BLOCK:
+                self._full()
 
-    def _flush(self, whole: bool) -> None:
-        view = memoryview(self._buf)
-        cut = len(view) - len(view) % BLOCK if whole else len(view)
-        for at in range(0, cut, BLOCK):
-            self.futures.append(self._pool.submit(bytes(view[at : min(at + BLOCK, cut)])))
-        view.release()
-        del self._buf[:cut]
+    def write_file(self, fh: BinaryIO, size: int, sha: hashlib._Hash) -> int:
+        """Copy an open (unbuffered) file in, hashing it; the bytes it held (at most size+1:
+        a file longer than its header said is caught without reading it all)."""
+        done = 0
+        while done <= size:
+            with memoryview(self._buf) as whole, whole[self._pos :] as room:
+                n = fh.readinto(room)  # type: ignore[attr-defined]  # a raw FileIO
+                if not n:
+                    break
+                with room[:n] as got:
+                    sha.update(got)
+            self._pos += n
+            done += n
+            if self._pos == BLOCK:
+                self._full()
+        return done
 
-    def finish(self) -> None:
-        if self._buf:
-            self._flush(whole=False)
+    def finish(self, head: bytes = b"") -> None:
+        """Send the last block, and the held ones with ``head`` (``hold`` bytes) in place."""
+        if self._pos:
+            self._emit(self._buf[: self._pos])
+            self._pos = 0
+        if len(head) != self._hold:
+            raise ValueError(f"a held prefix of {self._hold} bytes, patched with {len(head)}")
+        for index, block in self._held:
+            at = index * BLOCK
+            upto = min(len(block), self._hold - at)
+            block[:upto] = head[at : at + upto]
+            self.futures[index] = self._pool.submit(block)
+        self._held.clear()
+
+    def compressed(self) -> bool:
+        """Whether every block is compressed (drain() would not wait)."""
+        return not self._held and all(f is not None and f.done() for f in self.futures)
 
     def drain(self, out: BinaryIO) -> int:
         """Write the compressed blocks in order (waiting for them); returns the bytes written."""
         n = 0
         for future in self.futures:
+            assert future is not None, "finish() first"
             data = future.result()
             out.write(data)
             n += len(data)
@@ -371,13 +466,13 @@ class _Pool:
         self._inflight: deque[Future[bytes]] = deque()
         self._zstd = _zstd_compressor(level) if kind == "zstd" else None
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | bytearray) -> bytes:
         if self._zstd is not None:
             return self._zstd(data)
         comp = zlib.compressobj(self.level, zlib.DEFLATED, 31)  # gzip header: no name, mtime 0
         return comp.compress(data) + comp.flush()
 
-    def submit(self, data: bytes) -> Future[bytes]:
+    def submit(self, data: bytes | bytearray) -> Future[bytes]:
         while self._inflight and self._inflight[0].done():
             self._inflight.popleft()
         while len(self._inflight) >= 2 * self.workers:
@@ -390,12 +485,12 @@ class _Pool:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _zstd_compressor(level: int) -> Callable[[bytes], bytes]:
+def _zstd_compressor(level: int) -> Callable[[bytes | bytearray], bytes]:
     """zstd frames through the `zstandard` module when importable, else the `zstd` binary."""
     try:
         import zstandard  # type: ignore[import-not-found]  # optional dependency
 
-        def compress(data: bytes) -> bytes:
+        def compress(data: bytes | bytearray) -> bytes:
             return bytes(zstandard.ZstdCompressor(level=level).compress(data))
 
         return compress
@@ -404,7 +499,7 @@ def _zstd_compressor(level: int) -> Callable[[bytes], bytes]:
         if exe is None:
             raise RuntimeError("zstd compression needs the zstandard module or zstd") from None
 
-        def run(data: bytes) -> bytes:
+        def run(data: bytes | bytearray) -> bytes:
             res = subprocess.run(
                 [exe, "-q", "-c", f"-{level}", "--no-progress", "-"],
                 input=data,
@@ -418,45 +513,135 @@ def _zstd_compressor(level: int) -> Callable[[bytes], bytes]:
         return run
 
 
-def _layer_fragment(sink: _Writes, layer: Layer, headers: _HeaderFactory) -> None:
-    """The layer's tar members: its manifest first, then its dirs and members sorted by path.
+@dataclass
+class _Item:
+    """An entry ready to be written: its bytes in memory, or the file that holds them."""
 
-    Each file's bytes are hashed as they are written: a source that changed since it was
-    digested must not end up in a cached piece under the old content's key.
+    entry: Entry
+    data: bytes | None  # a bytes source, or a callable's result
+    path: Path | None  # a file to read while writing
+    size: int  # what its tar header says: the digested size, else the file's stat
+    key: object | None  # its digest-cache key, taken before it is read
+    record: Record | None  # its digest, when known before writing
+
+
+def _file_of(source: Source) -> Path | None:
+    """The file holding a callable source's bytes, when it can name one (made on demand, as
+    relocate.EditedElf.file does): read while written, never held in memory."""
+    named = getattr(source, "file", None)
+    return named() if callable(named) else None
+
+
+def _prepare(entry: Entry, record: Record | None, key: object | None) -> _Item | None:
+    """What writing ``entry`` needs; None for a stale source with no digest (left out)."""
+    src = entry.source
+    if isinstance(src, Link):
+        return _Item(entry, None, None, 0, None, record)
+    if isinstance(src, bytes):
+        return _Item(entry, src, None, len(src), key, record)
+    file = src if isinstance(src, Path) else _file_of(src)
+    if file is not None:
+        size = record.size if record is not None else os.stat(file).st_size
+        return _Item(entry, None, file, size, key, record)
+    try:
+        data = _read(src)
+    except Stale:
+        if record is not None:
+            raise  # digested already: it is in the manifest, it must be in the tarball
+        return None
+    return _Item(entry, data, None, len(data) if record is None else record.size, key, record)
+
+
+def _prepare_all(
+    chunk: list[tuple[Entry, Record | None, object | None]],
+) -> list[_Item | None]:
+    return [_prepare(entry, record, key) for entry, record, key in chunk]
+
+
+def _layer_prefix(headers: _HeaderFactory, lhash: str, manifest: bytes) -> bytes:
+    """A layer fragment's first members: `.envpack/`, `.envpack/layer/` and its manifest."""
+    return b"".join(
+        (
+            headers.make(META_DIR, tarfile.DIRTYPE, 0o755),
+            headers.make(layout.LAYER_DIR, tarfile.DIRTYPE, 0o755),
+            headers.make(layout.layer_manifest(lhash), tarfile.REGTYPE, 0o644, len(manifest)),
+            manifest,
+            _pad(len(manifest)),
+        )
+    )
+
+
+_UNKNOWN = "0" * 64  # a digest not known yet: the manifest's length does not depend on it
+
+
+def _draft(item: _Item) -> Record:
+    """An item's record as far as it is known before it is read."""
+    entry = item.entry
+    if isinstance(entry.source, Link):
+        return Record(entry.arcname, 0o777, 0, None, entry.source.target, entry.group)
+    return item.record or Record(entry.arcname, entry.mode, item.size, _UNKNOWN, None, entry.group)
+
+
+def _write_layer(
+    pool: _Pool,
+    headers: _HeaderFactory,
+    group: str,
+    items: list[_Item],
+    digests: DigestCache | None,
+) -> tuple[Layer, _Sink]:
+    """One layer's tar fragment, sent to the pool block by block: its manifest first, then its
+    dirs and members sorted by path.
+
+    Every file is read once, and hashed as it is written. When the layer's digests were known
+    before (``item.record``), a file whose bytes differ raises Stale: a source that changed
+    since it was digested never enters a cached piece under the old content's key. Otherwise
+    the hashes made here are the layer's: its manifest, known only at the end, is written into
+    the blocks held back for it (its length is known at the start: a sha256 is 64 hex digits
+    whatever it is, and the sizes are in the tar headers already).
     """
-    own = layout.layer_manifest(layer.hash)
-    sink.write(headers.make(META_DIR, tarfile.DIRTYPE, 0o755))
-    sink.write(headers.make(layout.LAYER_DIR, tarfile.DIRTYPE, 0o755))
-    sink.write(headers.make(own, tarfile.REGTYPE, 0o644, len(layer.manifest)))
-    sink.write(layer.manifest + _pad(len(layer.manifest)))
-    by_path = {e.arcname: (e, r) for e, r in zip(layer.entries, layer.records, strict=True)}
-    for name in sorted((set(by_path) | parent_dirs(by_path)) - {META_DIR, layout.LAYER_DIR}):
-        item = by_path.get(name)
+    expect = all(item.record is not None for item in items)
+    first = manifest_bytes(_draft(item) for item in items)
+    if expect:
+        sink = _Sink(pool)
+        sink.write(_layer_prefix(headers, manifest_hash(first), first))
+    else:
+        hold = len(_layer_prefix(headers, "0" * layout.HASH_LEN, first))
+        sink = _Sink(pool, hold)
+        sink.write(NUL * hold)
+    by_path = {item.entry.arcname: item for item in items}
+    records: list[Record] = []
+    for path in sorted((set(by_path) | parent_dirs(by_path)) - {META_DIR, layout.LAYER_DIR}):
+        item = by_path.get(path)
         if item is None:
-            sink.write(headers.make(name, tarfile.DIRTYPE, 0o755))
+            sink.write(headers.make(path, tarfile.DIRTYPE, 0o755))
             continue
-        entry, rec = item
-        src = entry.source
-        if isinstance(src, Link):
-            sink.write(headers.make(name, tarfile.SYMTYPE, 0o777, target=src.target))
+        entry = item.entry
+        if isinstance(entry.source, Link):
+            sink.write(headers.make(path, tarfile.SYMTYPE, 0o777, target=entry.source.target))
+            records.append(Record(path, 0o777, 0, None, entry.source.target, entry.group))
             continue
-        sink.write(headers.make(name, tarfile.REGTYPE, entry.mode, rec.size))
-        sha = hashlib.sha256()
-        size = 0
-        if isinstance(src, Path):
-            with open(src, "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    sha.update(chunk)
-                    sink.write(chunk)
-                    size += len(chunk)
+        sink.write(headers.make(path, tarfile.REGTYPE, entry.mode, item.size))
+        if item.data is not None:
+            sha = hashlib.sha256(item.data)
+            sink.write(item.data)
+            size = len(item.data)
         else:
-            data = _read(src)
-            sha.update(data)
-            sink.write(data)
-            size = len(data)
-        if size != rec.size or sha.hexdigest() != rec.sha256:
-            raise Stale(f"{name} changed since it was digested")
+            assert item.path is not None
+            sha = hashlib.sha256()
+            with open(item.path, "rb", buffering=0) as fh:
+                size = sink.write_file(fh, item.size, sha)
+        digest = sha.hexdigest()
+        if item.record is not None and (size, digest) != (item.record.size, item.record.sha256):
+            raise Stale(f"{path} changed since it was digested")
+        if size != item.size:
+            raise Stale(f"{path} changed while it was written ({item.size} bytes, then {size})")
         sink.write(_pad(size))
+        if digests is not None and item.key is not None:
+            digests.put(item.key, size, sha.digest())
+        records.append(Record(path, entry.mode, size, digest, None, entry.group))
+    layer = _layer(group, [item.entry for item in items], records)
+    sink.finish(b"" if expect else _layer_prefix(headers, layer.hash, layer.manifest))
+    return layer, sink
 
 
 def _head_fragment(
@@ -568,48 +753,225 @@ class Piece:
     reused: bool
 
 
-def compress_layers(
-    layers: list[Layer],
+def build_layers(
+    entries: list[Entry] | Iterator[list[Entry]],
     cache: PieceCache,
     kind: Compression = "gzip",
     level: int | None = None,
     progress: Progress | None = None,
-) -> list[Piece]:
-    """Every layer's compressed piece: from the cache where it is there, else compressed now
-    (on every core, across layers) and stored in it."""
-    level = default_level(kind) if level is None else level
-    mtime = source_mtime()
-    headers = _HeaderFactory(mtime)
-    keys = [cache.key(layer, kind, level, mtime) for layer in layers]
-    found = {k: cache.get(k) for k in keys}
-    todo = [(layer, k) for layer, k in zip(layers, keys, strict=True) if found[k] is None]
-    total = sum(r.size for layer, _ in todo for r in layer.records) or 1
-    done = 0
-    made: dict[str, Path] = {}
-    pool = _Pool(kind, level)
-    try:
-        pending: _Sink | None = None
-        pending_key = ""
-        for layer, key in todo:
-            sink = _Sink(pool)
-            _layer_fragment(sink, layer, headers)
-            sink.finish()
-            if pending is not None:  # write the previous layer while this one compresses
-                made[pending_key] = cache.put(pending_key, pending.drain)
-            pending, pending_key = sink, key
-            done += sum(r.size for r in layer.records)
-            if progress is not None:
-                progress("compressing", done, total)
-        if pending is not None:
-            made[pending_key] = cache.put(pending_key, pending.drain)
-    finally:
-        pool.close()
-    pieces: list[Piece] = []
-    for layer, key in zip(layers, keys, strict=True):
-        path = found[key] or made[key]
-        pieces.append(Piece(layer, path, path.stat().st_size, found[key] is not None))
-    cache.prune(cache.path(k).name for k in keys)
-    return pieces
+    *,
+    records: list[Record] | None = None,
+    digests: DigestCache | None = None,
+) -> tuple[list[Entry], list[Record], list[Piece]]:
+    """Every layer's compressed piece (in file order), with the entries kept and their records
+    (in the entries' order; by path for an iterator).
+
+    ``entries``: a list, or an iterator of layers' entries (Collector.groups: the layers are
+    then written while later ones are still being collected, on a thread of this call).
+    A layer whose manifest is known before it is written (from ``records``, the entries'
+    digests, or else from the stat-keyed ``digests`` cache) is copied from the piece cache when
+    it is there. Any other layer is written in one pass: each file read once, hashed as it is
+    tar'd and compressed, the layer's key learnt at its end, and the piece stored under it (if
+    the cache had it already, only time was lost). Without ``records`` a stale callable source
+    is left out, as digest() does. Files are opened and callables run (ELF edits, pycs) on a
+    few threads, ahead of the writer, which takes the layers in the order they get ready,
+    while the pool compresses on every core.
+    """
+    given = None
+    if records is not None:
+        assert isinstance(entries, list)
+        given = dict(zip((e.arcname for e in entries), records, strict=True))
+    order: dict[str, int] | None = None
+    if isinstance(entries, list):
+        order = {e.arcname: n for n, e in enumerate(entries)}
+        entries = iter(_groups(entries))
+    writer = _LayerWriter(cache, kind, default_level(kind) if level is None else level)
+    pieces = writer.run(entries, given, digests, progress)
+    pairs = [pair for p in pieces for pair in zip(p.layer.entries, p.layer.records, strict=True)]
+    pairs.sort(key=lambda pair: order[pair[0].arcname] if order else pair[0].arcname)
+    cache.prune(p.path.name for p in pieces)
+    return [e for e, _ in pairs], [r for _, r in pairs], pieces
+
+
+_Plan = list[tuple[Entry, Record | None, object | None]]
+
+
+def _chunks(plan: _Plan) -> list[_Plan]:
+    """A layer's entries cut into tasks of about equal cost: a few hundred stats, or a few
+    ELF edits (an objcopy or lief run each), so that a layer's edits run on every preparing
+    thread, not one after the other on one."""
+    chunks: list[_Plan] = [[]]
+    cost = 0
+    for step in plan:
+        src = step[0].source
+        cost += 1 if isinstance(src, Path | bytes | Link) else 64 if hasattr(src, "file") else 2
+        chunks[-1].append(step)
+        if cost >= 256:
+            chunks.append([])
+            cost = 0
+    return [c for c in chunks if c]
+
+
+_SWITCH_INTERVAL = 0.0005  # seconds; see _LayerWriter.run
+
+
+class _LayerWriter:
+    """build_layers' machinery: a feeder thread plans each layer as it arrives (records
+    known without reading, piece cache lookups) and has its sources prepared on a few threads;
+    the calling thread writes the prepared layers, whichever is ready first."""
+
+    def __init__(self, cache: PieceCache, kind: Compression, level: int) -> None:
+        self.cache = cache
+        self.kind = kind
+        self.level = level
+        self.mtime = source_mtime()
+        self.headers = _HeaderFactory(self.mtime)
+        self.prep = ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) * 2))
+        self.arrivals: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
+        self.stop = threading.Event()
+
+    def key(self, layer: Layer) -> str:
+        return self.cache.key(layer, self.kind, self.level, self.mtime)
+
+    def feed(
+        self,
+        groups: Iterator[list[Entry]],
+        given: dict[str, Record] | None,
+        digests: DigestCache | None,
+    ) -> None:
+        try:
+            for group_entries in groups:
+                if self.stop.is_set():
+                    return
+                plan: _Plan = []
+                for entry in sorted(group_entries, key=lambda e: e.arcname):
+                    if given is not None:
+                        plan.append((entry, given[entry.arcname], None))
+                    else:
+                        plan.append((entry, *_cached_record(entry, digests)))
+                group = plan[0][0].group
+                recs = [rec for _, rec, _ in plan if rec is not None]
+                if len(recs) == len(plan):
+                    layer = _layer(group, [e for e, _, _ in plan], recs)
+                    path = self.cache.get(self.key(layer))
+                    if path is not None:
+                        self.arrivals.put(
+                            ("found", (group, Piece(layer, path, path.stat().st_size, True)))
+                        )
+                        continue
+                futures = [self.prep.submit(_prepare_all, chunk) for chunk in _chunks(plan)]
+                self.arrivals.put(("todo", (group, plan, futures)))
+        except BaseException as exc:  # told to the writer, which raises it
+            self.arrivals.put(("error", exc))
+        finally:
+            self.arrivals.put(("end", None))
+
+    def run(
+        self,
+        groups: Iterator[list[Entry]],
+        given: dict[str, Record] | None,
+        digests: DigestCache | None,
+        progress: Progress | None,
+    ) -> list[Piece]:
+        pool = _Pool(self.kind, self.level)
+        feeder = threading.Thread(
+            target=self.feed, args=(groups, given, digests), name="envpack-layers", daemon=True
+        )
+        out: list[tuple[str, Piece]] = []
+        todo: list[tuple[str, _Plan, list[Future[list[_Item | None]]]]] = []
+        ended = False
+        # written, not yet stored: stored once compressed, never waited for while there is
+        # more to write (the pool would starve when small layers follow one another)
+        written: deque[tuple[str, Layer, _Sink]] = deque()
+        seen = done = 0
+        # Python hands the GIL over every 5 ms by default: with the collector, the preparing
+        # threads (each objcopy, each file opened takes it back several times) and this one
+        # all waiting on it, preparing a layer took 30 times its own time and the pool
+        # starved (dimuon, 2 cores: stdlib ready after 3.5-4.0 s, not 1.1 s; the build
+        # 13-14 s, not 10). The compressors do not need it. Restored when done.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
+        try:
+            feeder.start()
+            while True:
+                wait_for = not todo and not ended
+                while True:
+                    try:
+                        what, payload = self.arrivals.get(block=wait_for)
+                    except queue.Empty:
+                        break
+                    wait_for = False
+                    if what == "error":
+                        raise payload  # type: ignore[misc]
+                    if what == "end":
+                        ended = True
+                    elif what == "found":
+                        out.append(payload)  # type: ignore[arg-type]
+                    else:
+                        todo.append(payload)  # type: ignore[arg-type]
+                        seen += len(payload[1])  # type: ignore[index]
+                if not todo:
+                    if ended:
+                        break
+                    continue
+                ready = next((t for t in todo if all(f.done() for f in t[2])), None)
+                if ready is None:
+                    futures = [f for t in todo for f in t[2]]
+                    wait(futures, timeout=0.05, return_when=FIRST_COMPLETED)
+                    out.extend(self.store_done(written))
+                    continue
+                todo.remove(ready)
+                group, plan, prepared = ready
+                items = [item for f in prepared for item in f.result() if item is not None]
+                done += len(plan)
+                if progress is not None and ended:  # the total is known once all arrived
+                    progress("compressing", done, seen)
+                if not items:
+                    continue  # every source was stale: no layer
+                layer, sink = _write_layer(pool, self.headers, group, items, digests)
+                written.append((group, layer, sink))
+                out.extend(self.store_done(written))
+            while written:
+                out.append(self.store(written.popleft()))
+        finally:
+            self.stop.set()
+            self.prep.shutdown(wait=True, cancel_futures=True)
+            feeder.join()
+            pool.close()
+            sys.setswitchinterval(interval)
+        out.sort(key=lambda gp: _order(gp[0] or "other"))
+        return [piece for _, piece in out]
+
+    def store_done(self, written: deque[tuple[str, Layer, _Sink]]) -> list[tuple[str, Piece]]:
+        """Store the written layers, oldest first, as long as they are compressed."""
+        stored = []
+        while written and written[0][2].compressed():
+            stored.append(self.store(written.popleft()))
+        return stored
+
+    def store(self, written: tuple[str, Layer, _Sink]) -> tuple[str, Piece]:
+        group, layer, sink = written
+        path = self.cache.put(self.key(layer), sink.drain)
+        return group, Piece(layer, path, path.stat().st_size, False)
+
+
+def _cached_record(
+    entry: Entry, digests: DigestCache | None
+) -> tuple[Record | None, object | None]:
+    """An entry's record without reading it (links, bytes, the digest cache's hits), and its
+    digest-cache key (taken now, before any read)."""
+    src = entry.source
+    if isinstance(src, Link):
+        return Record(entry.arcname, 0o777, 0, None, src.target, entry.group), None
+    if isinstance(src, bytes):
+        sha = hashlib.sha256(src).hexdigest()
+        return Record(entry.arcname, entry.mode, len(src), sha, None, entry.group), None
+    inputs = (src,) if isinstance(src, Path) else entry.inputs
+    key = digests.key(inputs) if digests is not None and inputs else None
+    hit = digests.get(key) if digests is not None and key is not None else None
+    if hit is None:
+        return None, key
+    return Record(entry.arcname, entry.mode, hit[0], hit[1].hex(), None, entry.group), key
 
 
 def compress_bytes(data: bytes, kind: Compression = "gzip", level: int | None = None) -> bytes:
@@ -742,7 +1104,7 @@ __all__ = [
     "Progress",
     "Source",
     "Stale",
-    "compress_layers",
+    "build_layers",
     "copy_range",
     "digest",
     "digest_entries",

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import types
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, BinaryIO
 
 from envpack import _cachefile, archive, layout, runtime
 from envpack.archive import Compression, Entry, Progress
-from envpack.collect import Collection, collect
+from envpack.collect import Collection, Collector
 from envpack.elf import NotElfError, glibc_key, read_elf
 from envpack.errors import BuildError, SpecError
 from envpack.layout import LAYERS, MANIFEST, SPEC, SUMMARY, Record
@@ -107,13 +108,30 @@ def build(
     with tempfile.TemporaryDirectory(prefix="envpack-stage-") as stage:
         out = _out_dir(Path(out_dir))
         remove_stale_parts(out)
-        collection = collect(
+        collector = Collector(
             spec,
             Path(stage),
             runtime.run_in_env_path(),
             keep_tests=keep_tests,
             keep_debug=keep_debug,
         )
+        if target_glibc is None and not spec.interpreter.conda and _one_pass(out, compress):
+            # nothing to check between collecting and writing: each layer is written as
+            # soon as it is collected, while the collector goes on
+            try:
+                return assemble(
+                    spec,
+                    out,
+                    collector.out,
+                    compress=compress,
+                    level=level,
+                    progress=progress,
+                    digest_cache=digest_cache,
+                    groups=collector.groups(),
+                )
+            finally:
+                collector.out.close()
+        collection = collector.collect()
         try:
             if target_glibc is not None:
                 check_glibc(spec, collection, target_glibc)
@@ -144,39 +162,91 @@ def assemble(
     level: int | None = None,
     progress: Progress | None = None,
     digest_cache: bool = True,
+    groups: Iterator[list[Entry]] | None = None,
 ) -> Environment:
-    """Digest, name, cache-check and write collected entries (shared by the conda backend)."""
-    _refuse_duplicates(collection.entries)
+    """Digest, name, cache-check and write collected entries (shared by the conda backend).
+
+    When no tarball of this compression is in ``out``, this env's cannot be there: the
+    entries are then digested while they are written (one read of each file, see
+    archive.build_layers), not in a pass of their own that only a cache hit would need.
+    ``groups`` (Collector.groups, only then): the layers as they are collected, into
+    ``collection``.
+    """
+    if groups is None:
+        _refuse_duplicates(collection.entries)
     cache = archive.DigestCache(archive.DigestCache.default_file() if digest_cache else None)
-    entries, records = archive.digest(collection.entries, progress, cache)
-    cache.save()
-    collection.entries = entries
-    try:
-        manifest = layout.manifest_bytes(records)
-    except layout.LayoutError as exc:
-        raise BuildError(str(exc)) from None
-    env_hash = layout.manifest_hash(manifest)
-    final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
+    pieces_dir = archive.PieceCache.default_root() if digest_cache else None
+    spec_json = spec.to_json().encode()
     runner = _copy_runner(out)
-    if final.is_file():
-        env = _environment(spec, final, env_hash, records, True, collection, runner)
-        return replace(env, **_existing(final))
-    pieces = write_layered(
-        final,
-        entries,
-        records,
-        spec_json=spec.to_json().encode(),
-        empty_dirs=collection.empty_dirs,
-        glibc=spec.glibc,
-        compress=compress,
-        level=level,
-        progress=progress,
-        pieces_dir=archive.PieceCache.default_root() if digest_cache else None,
-    )
+    if groups is not None or _one_pass(out, compress):
+        # What the CLI shows beside the built size, measured while this build compresses
+        # (not after it) and kept for the env's hash, where source_size() finds it.
+        side = ThreadPoolExecutor(max_workers=1) if digest_cache else None
+        walked = side.submit(_walk_size, spec) if side is not None else None
+        try:
+            final, entries, records, pieces = write_one_pass(
+                out,
+                collection.entries if groups is None else groups,
+                spec_json=spec_json,
+                empty_dirs=collection.empty_dirs,
+                glibc=spec.glibc,
+                compress=compress,
+                level=level,
+                progress=progress,
+                pieces_dir=pieces_dir,
+                digests=cache,
+            )
+            cache.save()
+            collection.entries = entries
+            env_hash = final.name.removeprefix("envpack-").removesuffix(archive.suffix(compress))
+            if walked is not None:
+                source_size(spec, env_hash, measured=walked.result())
+        finally:
+            if side is not None:
+                side.shutdown(wait=True, cancel_futures=True)
+    else:
+        entries, records = archive.digest(collection.entries, progress, cache)
+        cache.save()
+        collection.entries = entries
+        env_hash = layout.manifest_hash(_manifest(records))
+        final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
+        if final.is_file():
+            env = _environment(spec, final, env_hash, records, True, collection, runner)
+            return replace(env, **_existing(final))
+        pieces = write_layered(
+            final,
+            entries,
+            records,
+            spec_json=spec_json,
+            empty_dirs=collection.empty_dirs,
+            glibc=spec.glibc,
+            compress=compress,
+            level=level,
+            progress=progress,
+            pieces_dir=pieces_dir,
+        )
     env = _environment(spec, final, env_hash, records, False, collection, runner)
     infos = tuple(LayerInfo(p.layer.name, p.layer.hash, p.size, p.reused) for p in pieces)
     # plus the summary, manifest, Spec, layer index and each layer's manifest
     return replace(env, layers=infos, files=len(records) + 4 + len(infos))
+
+
+def _one_pass(out: Path, compress: Compression) -> bool:
+    """Whether to digest while writing: no tarball of this kind in ``out`` (this env's cannot
+    be there, so no cache hit needs the name before the bytes)."""
+    return not any(out.glob(f"envpack-*{archive.suffix(compress)}"))
+
+
+def _manifest(records: list[Record]) -> bytes:
+    try:
+        return layout.manifest_bytes(records)
+    except layout.LayoutError as exc:
+        raise BuildError(str(exc)) from None
+
+
+def _temp_pieces(stack: ExitStack) -> Path:
+    """A piece cache for one call (a build without caches)."""
+    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="envpack-")))
 
 
 def _existing(path: Path) -> dict[str, Any]:
@@ -210,44 +280,103 @@ def write_layered(
     The layers' compressed pieces come from (and go to) the piece cache in ``pieces_dir``;
     None compresses every layer into a temp dir of this call.
     """
-    manifest = layout.manifest_bytes(records)
-    env_hash = layout.manifest_hash(manifest)
     with ExitStack() as stack:
-        if pieces_dir is None:
-            pieces_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="envpack-")))
-        pieces = _compress(records, entries, pieces_dir, compress, level, progress)
-        trailer = archive.trailer_piece(compress, level)
-        index = layout.index_bytes(
-            layout.Index(
-                tuple(layout.IndexEntry(p.layer.hash, p.size, p.layer.name) for p in pieces),
-                len(trailer),
-            )
-        )
-        extra = {MANIFEST: manifest, SPEC: spec_json, LAYERS: index}
-        extra.update({layout.layer_manifest(p.layer.hash): p.layer.manifest for p in pieces})
-        summary = layout.summary_bytes(env_hash, records, extra, glibc)
-        meta = [(SUMMARY, summary), (MANIFEST, manifest), (SPEC, spec_json), (LAYERS, index)]
-        head = archive.head_piece(meta, empty_dirs, compress, level)
-        write_atomic(final, lambda fh: archive.write_pieces(fh, head, pieces, trailer))
+        root = pieces_dir or _temp_pieces(stack)
+        _, _, pieces = _compress(entries, records, root, compress, level, progress)
+        _write_final(final, records, pieces, spec_json, empty_dirs, glibc, compress, level)
     return pieces
 
 
-def _compress(
+def write_one_pass(
+    out: Path,
+    entries: list[Entry] | Iterator[list[Entry]],
+    *,
+    spec_json: bytes,
+    empty_dirs: Iterable[str] = (),
+    glibc: str | None = None,
+    compress: Compression = "gzip",
+    level: int | None = None,
+    progress: Progress | None = None,
+    pieces_dir: Path | None = None,
+    digests: archive.DigestCache | None = None,
+) -> tuple[Path, list[Entry], list[Record], list[archive.Piece]]:
+    """Write the layered tarball of undigested entries into ``out``, each file read once.
+
+    The entries (or an iterator of layers' entries, as they are collected) are digested as
+    they are written (archive.build_layers), so the tarball's name is known only at the end.
+    Returns it, with the entries kept (a stale source is left out), their records and the
+    layers' pieces.
+    """
+    with ExitStack() as stack:
+        root = pieces_dir or _temp_pieces(stack)
+        kept, records, pieces = _compress(entries, None, root, compress, level, progress, digests)
+        _refuse_duplicates(kept)
+        env_hash = layout.manifest_hash(_manifest(records))
+        final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
+        _write_final(final, records, pieces, spec_json, empty_dirs, glibc, compress, level)
+    return final, kept, records, pieces
+
+
+def _write_final(
+    final: Path,
     records: list[Record],
-    entries: list[Entry],
+    pieces: list[archive.Piece],
+    spec_json: bytes,
+    empty_dirs: Iterable[str],
+    glibc: str | None,
+    compress: Compression,
+    level: int | None,
+) -> None:
+    """The head (index, summary, manifest, Spec), then the pieces and the trailer."""
+    manifest = _manifest(records)
+    env_hash = layout.manifest_hash(manifest)
+    trailer = archive.trailer_piece(compress, level)
+    index = layout.index_bytes(
+        layout.Index(
+            tuple(layout.IndexEntry(p.layer.hash, p.size, p.layer.name) for p in pieces),
+            len(trailer),
+        )
+    )
+    extra = {MANIFEST: manifest, SPEC: spec_json, LAYERS: index}
+    extra.update({layout.layer_manifest(p.layer.hash): p.layer.manifest for p in pieces})
+    summary = layout.summary_bytes(env_hash, records, extra, glibc)
+    meta = [(SUMMARY, summary), (MANIFEST, manifest), (SPEC, spec_json), (LAYERS, index)]
+    head = archive.head_piece(meta, empty_dirs, compress, level)
+    write_atomic(final, lambda fh: archive.write_pieces(fh, head, pieces, trailer))
+
+
+def _compress(
+    entries: list[Entry] | Iterator[list[Entry]],
+    records: list[Record] | None,
     root: Path,
     compress: Compression,
     level: int | None,
     progress: Progress | None,
-) -> list[archive.Piece]:
-    layers = archive.plan_layers(entries, records)
+    digests: archive.DigestCache | None = None,
+) -> tuple[list[Entry], list[Record], list[archive.Piece]]:
+    """archive.build_layers, its errors told as BuildErrors."""
     try:
-        return archive.compress_layers(layers, archive.PieceCache(root), compress, level, progress)
+        return archive.build_layers(
+            entries,
+            archive.PieceCache(root),
+            compress,
+            level,
+            progress,
+            records=records,
+            digests=digests,
+        )
     except archive.Stale as exc:
         raise BuildError(f"a source changed during the build: {exc}") from None
+    except layout.LayoutError as exc:
+        raise BuildError(str(exc)) from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise BuildError(f"no space left on device in {root}; nothing was kept") from None
+        if exc.filename is not None and not str(exc.filename).startswith(str(root)):
+            raise BuildError(
+                f"cannot read {exc.filename}: {exc.strerror or exc} (it changed during the "
+                "build? build again)"
+            ) from None
         raise BuildError(f"cannot write compressed layers in {root}: {exc}") from None
 
 
@@ -439,22 +568,25 @@ def _environment(
     )
 
 
-def source_size(spec: Spec, env_hash: str | None = None, *, walk: bool = True) -> int | None:
+def source_size(
+    spec: Spec, env_hash: str | None = None, *, walk: bool = True, measured: int | None = None
+) -> int | None:
     """Bytes of the whole source environment (the venv or prefix, plus the base stdlib).
 
     What a "tar the whole env" approach ships; the CLI prints it next to the built size.
     Walking a coffea venv takes 0.2 s, most of a cached build: with ``env_hash`` the figure is
     kept in the cache directory, so a cached build shows what its real build measured.
     ``walk=False``: None rather than walk when nothing is kept for ``env_hash``.
+    ``measured``: the figure, walked already (a cold build does it while it compresses).
     """
     file = _cachefile.cache_dir() / "source-sizes-v1.marshal" if env_hash else None
     kept = _cachefile.load(file)
     sizes: dict[str, int] = kept if isinstance(kept, dict) else {}
-    if env_hash and isinstance(sizes.get(env_hash), int):
+    if env_hash and isinstance(sizes.get(env_hash), int) and measured is None:
         return sizes[env_hash]
-    if not walk:
+    if not walk and measured is None:
         return None
-    total = _walk_size(spec)
+    total = _walk_size(spec) if measured is None else measured
     if env_hash:
         if len(sizes) >= _MAX_SOURCE_SIZES:
             sizes = dict(list(sizes.items())[-_MAX_SOURCE_SIZES // 2 :])
@@ -505,6 +637,7 @@ __all__ = [
     "source_size",
     "write_atomic",
     "write_layered",
+    "write_one_pass",
 ]
 
 

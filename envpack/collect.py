@@ -134,22 +134,52 @@ class Collector:
     # -- public ------------------------------------------------------------------------------
 
     def collect(self) -> Collection:
+        for _ in self.groups():
+            pass
+        return self.out
+
+    def groups(self) -> Iterator[list[Entry]]:
+        """Collect, yielding each layer's entries (one group) as soon as no later step can add
+        to it, so the writer compresses them while the rest is collected. Raises at the end,
+        listing every vanished file; nothing more is yielded once one is missing."""
+        names = [d.name for d in self.spec.distributions]
+        # a group a later step adds to too (a distribution named "local"...) goes at the end
+        shared = {n for n in names if names.count(n) > 1}
+        shared |= {"python", "stdlib", "native", "local", "envpack"} & set(names)
+        held: dict[str, list[Entry]] = {}
+        seen = 0
+
+        def finished(*groups: str) -> list[list[Entry]]:
+            nonlocal seen
+            for entry in self.out.entries[seen:]:
+                held.setdefault(entry.group, []).append(entry)
+            seen = len(self.out.entries)
+            if self.missing:
+                return []
+            return [held.pop(g) for g in groups if g in held and g not in shared]
+
         self._interpreter()
+        yield from finished("python")
         self._stdlib()
         self._dynload()
+        yield from finished("stdlib")
         for dist in self.spec.distributions:
             self._distribution(dist)
+            yield from finished(dist.name)
         self._native()
+        yield from finished("native")
         self._local()
         self._runner()
+        yield from finished("local", "envpack")
         if self.missing:
             listed = "\n  ".join(self.missing)
             raise BuildError(
                 f"{len(self.missing)} file(s) listed in the Spec are gone since analysis "
                 f"(re-run `envpack analyze`):\n  {listed}"
             )
+        finished()
+        yield from held.values()
         self.out.entries.sort(key=lambda e: e.arcname)
-        return self.out
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -393,17 +423,17 @@ class Collector:
             strip_debug=self.objcopy,
         )
 
-    def _staged(self, path: Path, arc: str) -> Path:
-        """A copy in the staging dir with `$ORIGIN/..lib` first in its RPATH, stripped.
+    def _staged(self, path: Path, arc: str) -> relocate.EditedElf:
+        """A copy in the staging dir with `$ORIGIN/..lib` first in its RPATH, stripped; made
+        when first read (lief and the edit then run while other layers compress).
 
         Always so for the interpreter: the shipped libpython must win over a system one of
         the same soname (Debian's libpython3.11.so.1.0), which a build-machine RUNPATH would
-        miss.
+        miss. Never in the digest cache (no inputs): its bytes depend on the edit too.
         """
-        staged = self.staging / arc
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        relocate.apply_kept(path, staged, self._edits(arc, rpath=True))
-        return staged
+        return relocate.EditedElf(
+            path, self._edits(arc, rpath=True), self.staging / arc, reuse=True
+        )
 
     def _add_elf(self, arc: str, mode: int, path: Path, group: str) -> None:
         """An ELF entry: patched into the staging dir when it needs a new RPATH (stripped

@@ -10,15 +10,18 @@ Everything is relocatable by construction: nothing needs rewriting after unpacki
 from __future__ import annotations
 
 import _imp
+import atexit
 import contextlib
 import hashlib
 import importlib.util
+import json
 import os
 import posixpath
 import pprint
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -145,10 +148,13 @@ class EditedElf:
     digest is kept there and read again by the writer, so objcopy runs once per file.
     """
 
-    def __init__(self, path: Path, edits: ElfEdits, keep: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, edits: ElfEdits, keep: Path | None = None, *, reuse: bool = False
+    ) -> None:
         self.path = path
         self.edits = edits
         self.keep = keep
+        self.reuse = reuse  # made through apply_kept: an earlier build's edit, if any
 
     @property
     def inputs(self) -> tuple[Path, ...]:
@@ -156,15 +162,26 @@ class EditedElf:
         tools = (self.edits.strip_debug,) if self.edits.strip_debug is not None else ()
         return (self.path, *tools)
 
+    def file(self) -> Path | None:
+        """The file holding these bytes (the kept edit, made now if needed, or the input
+        itself when there is nothing to strip): the writer reads it while writing, rather
+        than holding it in memory. None without ``keep``: call this source instead."""
+        if self.keep is None:
+            return None
+        if self.keep.is_file():
+            return self.keep
+        if self.edits.rpath is None and not elf.has_debug(self.path):
+            return self.path
+        self.keep.parent.mkdir(parents=True, exist_ok=True)
+        (apply_kept if self.reuse else apply)(self.path, self.keep, self.edits)
+        return self.keep
+
     def __call__(self) -> bytes:
-        if self.keep is not None and self.keep.is_file():
-            return self.keep.read_bytes()
+        made = self.file()
+        if made is not None:
+            return made.read_bytes()
         if self.edits.rpath is None and not elf.has_debug(self.path):
             return self.path.read_bytes()
-        if self.keep is not None:
-            self.keep.parent.mkdir(parents=True, exist_ok=True)
-            apply(self.path, self.keep, self.edits)
-            return self.keep.read_bytes()
         with tempfile.TemporaryDirectory(prefix="envpack-edit-") as tmp:
             out = Path(tmp) / "out"
             apply(self.path, out, self.edits)
@@ -180,22 +197,86 @@ def _set_rpath(src: Path, dst: Path, first: list[str]) -> None:
     it, and clusters often export LD_LIBRARY_PATH (``module load python``) naming another
     libpython of the same soname. The env's own libraries must win there too.
     """
-    # lief costs 0.5 s to import; only a build that really edits an ELF file pays it (a
-    # cached build, an analysis, `envpack runner` never do).
-    import lief
-
     own = elf.read_elf(src).run_path
-    lief.logging.disable()
-    binary = lief.parse(str(src))
-    if binary is None or not isinstance(binary, lief.ELF.Binary):
-        raise ValueError(f"{src}: not an ELF file lief can read")
-    tags = lief.ELF.DynamicEntry.TAG
     kept = [p for p in own if p.startswith(("$ORIGIN", "${ORIGIN}"))]
-    binary.remove(tags.RUNPATH)
-    binary.remove(tags.RPATH)
-    ordered = list(dict.fromkeys(first + kept))
-    binary.add(lief.ELF.DynamicEntryRpath(":".join(ordered)))
-    binary.write(str(dst))
+    _LIEF.edit(src, dst, ":".join(dict.fromkeys(first + kept)))
+
+
+# What the lief helper process runs: one edit per line of JSON on stdin, a JSON reply each.
+_LIEF_CHILD = """
+import json, sys
+import lief
+lief.logging.disable()
+tags = lief.ELF.DynamicEntry.TAG
+for line in sys.stdin:
+    src, dst, rpath = json.loads(line)
+    try:
+        binary = lief.parse(src)
+        if binary is None or not isinstance(binary, lief.ELF.Binary):
+            raise ValueError(src + ": not an ELF file lief can read")
+        binary.remove(tags.RUNPATH)
+        binary.remove(tags.RPATH)
+        binary.add(lief.ELF.DynamicEntryRpath(rpath))
+        binary.write(dst)
+        reply = None
+    except Exception as exc:
+        reply = str(exc) or type(exc).__name__
+    print(json.dumps(reply), flush=True)
+"""
+
+
+class _LiefHelper:
+    """lief in a helper process, started on first use and kept for the build's other edits.
+
+    Importing lief costs 0.5 s with the GIL held; in this process it would stall the build's
+    writer and collector threads (and the compressors they feed) for that long. A cached build,
+    an analysis, `envpack runner` never start it.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def edit(self, src: Path, dst: Path, rpath: str) -> None:
+        """Write ``src`` to ``dst`` with DT_RPATH ``rpath`` (and no RUNPATH); ValueError."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-c", _LIEF_CHILD],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+                atexit.register(self.close)
+            proc = self._proc
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(json.dumps([str(src), str(dst), rpath]) + "\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+            except OSError:
+                line = ""
+            if not line:
+                proc.kill()
+                raise ValueError(
+                    f"lief's helper process ({sys.executable}) died: is lief installed?"
+                )
+            error = json.loads(line)
+        if error is not None:
+            raise ValueError(error)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proc is not None:
+                with contextlib.suppress(OSError):
+                    if self._proc.stdin is not None:
+                        self._proc.stdin.close()
+                self._proc.wait()
+                self._proc = None
+
+
+_LIEF = _LiefHelper()
 
 
 def _strip_debug(objcopy: Path, src: Path, dst: Path) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 
 from envpack import archive, layout
 from envpack.archive import Entry, Link
-from envpack.build import write_layered
+from envpack.build import write_layered, write_one_pass
 from envpack.errors import BuildError
 
 
@@ -194,6 +195,120 @@ def test_a_source_changed_after_digest_is_never_cached(tmp_path: Path) -> None:
     assert not list(pieces.glob("*.piece")) and not (tmp_path / "x.tar.gz").exists()
 
 
+def _piece_bytes(pieces: list[archive.Piece]) -> dict[str, bytes]:
+    return {p.layer.hash: p.path.read_bytes() for p in pieces}
+
+
+def test_one_pass_writes_what_digest_then_write_does(tmp_path: Path) -> None:
+    """Undigested entries, hashed while written, give the same records, layers and bytes."""
+    items = entries(tmp_path)
+    kept, records = archive.digest(items)
+    _, _, digested = archive.build_layers(
+        kept, archive.PieceCache(tmp_path / "a"), level=1, records=records
+    )
+    digests = archive.DigestCache(tmp_path / "digests.marshal")
+    kept1, records1, one_pass = archive.build_layers(
+        items, archive.PieceCache(tmp_path / "b"), level=1, digests=digests
+    )
+    assert [e.arcname for e in kept1] == [e.arcname for e in kept] and records1 == records
+    assert not any(p.reused for p in one_pass)
+    assert _piece_bytes(one_pass) == _piece_bytes(digested)
+    final, _, records2, _ = write_one_pass(
+        tmp_path, items, spec_json=b"{}\n", empty_dirs=["empty/dir"], level=1
+    )
+    assert records2 == records
+    assert (
+        final.read_bytes() == write(tmp_path, "d.tar.gz", items, pieces=tmp_path / "c").read_bytes()
+    )
+
+
+def test_one_pass_leaves_out_stale_sources(tmp_path: Path) -> None:
+    def stale() -> bytes:
+        raise archive.Stale("gone")
+
+    items = [Entry("a", 0o644, b"x", "g"), Entry("b", 0o644, stale, "g")]
+    kept, records, pieces = archive.build_layers(items, archive.PieceCache(tmp_path), level=1)
+    assert [e.arcname for e in kept] == [r.path for r in records] == ["a"]
+    assert [p.layer.records for p in pieces] == [tuple(records)]
+
+
+def test_one_pass_fills_the_digest_cache_for_the_next_build(tmp_path: Path) -> None:
+    """A cold build learns every layer's key: the next one copies every piece unread."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(100_000))
+    os.utime(big, (1_600_000_000, 1_600_000_000))  # not racy: its digest is kept
+    items = [Entry("big.bin", 0o644, big, "g"), Entry("t", 0o644, b"t", "h")]
+    cache = archive.PieceCache(tmp_path / "pieces")
+    file = tmp_path / "digests.marshal"
+    digests = archive.DigestCache(file)
+    _, records, first = archive.build_layers(items, cache, level=1, digests=digests)
+    digests.save()
+    warm = archive.DigestCache(file)
+    _, again, second = archive.build_layers(items, cache, level=1, digests=warm)
+    assert again == records and all(p.reused for p in second)
+    assert [p.path for p in second] == [p.path for p in first]
+
+
+def test_one_pass_a_file_changed_while_written_is_never_cached(tmp_path: Path) -> None:
+    """A file that grew after its tar header was made: the build fails, nothing is kept."""
+    src = tmp_path / "b.txt"
+    src.write_bytes(b"before")
+
+    def grow() -> bytes:  # made after b.txt was sized, before it is written
+        with open(src, "ab") as fh:
+            fh.write(b" and after")
+        return b"c"
+
+    items = [Entry("b.txt", 0o644, src, "g"), Entry("c", 0o644, grow, "g")]
+    pieces = tmp_path / "pieces"
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BuildError, match=r"b\.txt changed while it was written \(6 bytes"):
+        write_one_pass(out, items, spec_json=b"{}", pieces_dir=pieces)
+    assert not list(pieces.glob("*.piece")) and not list(out.iterdir())
+
+
+def test_held_blocks_are_patched_across_block_boundaries(tmp_path: Path) -> None:
+    """A held prefix longer than a block: every block it touches waits and is patched."""
+    pool = archive._Pool("gzip", 1)
+    try:
+        hold = archive.BLOCK + 1000
+        head = os.urandom(hold)
+        tail = os.urandom(archive.BLOCK)
+        sink = archive._Sink(pool, hold)
+        sink.write(b"\0" * hold)
+        sink.write(tail)
+        sink.finish(head)
+        out = io.BytesIO()
+        sink.drain(out)
+    finally:
+        pool.close()
+    assert gzip.decompress(out.getvalue()) == head + tail
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "size", "target"),
+    [
+        ("lib/python3.11/os.py", tarfile.REGTYPE, 12345, ""),
+        ("lib/python3.11", tarfile.DIRTYPE, 0, ""),
+        ("a" * 100, tarfile.REGTYPE, 1, ""),
+        ("a" * 101, tarfile.REGTYPE, 1, ""),
+        ("d" * 99, tarfile.DIRTYPE, 0, ""),  # 100 with the slash
+        ("d" * 100, tarfile.DIRTYPE, 0, ""),  # 101 with the slash: a pax path
+        ("bin/python", tarfile.SYMTYPE, 0, "python3.11"),
+        ("bin/x", tarfile.SYMTYPE, 0, "t" * 101),
+        ("caf\u00e9.txt", tarfile.REGTYPE, 3, ""),
+        ("big.bin", tarfile.REGTYPE, 8**11, ""),
+        ("big.bin", tarfile.REGTYPE, 8**11 - 1, ""),
+    ],
+)
+def test_fast_tar_headers_are_tarfiles(name: str, kind: bytes, size: int, target: str) -> None:
+    headers = archive._HeaderFactory(archive.DEFAULT_MTIME)
+    for mode in (0o644, 0o755, 0o777):
+        fast = headers.make(name, kind, mode, size, target)
+        assert fast == headers.slow(name, kind, mode, size, target)
+
+
 def test_piece_cache_is_bounded_least_recently_used_first(tmp_path: Path) -> None:
     cache = archive.PieceCache(tmp_path, max_bytes=250)
     for i, key in enumerate(["a", "b", "c"]):
@@ -282,3 +397,26 @@ def test_stale_source_is_left_out(tmp_path: Path) -> None:
     assert [e.arcname for e in kept] == [r.path for r in records] == ["a"]
     with pytest.raises(archive.Stale):
         archive.digest_entries(items)
+
+
+def test_a_layers_elf_edits_are_spread_over_the_preparing_threads() -> None:
+    class Edited:  # a source naming its file, as relocate.EditedElf does
+        def __call__(self) -> bytes:
+            return b""
+
+        def file(self) -> Path | None:
+            return None
+
+    plan: list[tuple[Entry, None, None]] = [
+        (Entry(f"lib/m{i}.so", 0o755, Edited(), "g"), None, None) for i in range(12)
+    ]
+    plan += [(Entry(f"f{i}", 0o644, b"x", "g"), None, None) for i in range(600)]
+    chunks = archive._chunks(plan)
+    assert [len(c) for c in chunks[:3]] == [4, 4, 4]
+    assert sum(len(c) for c in chunks) == len(plan) and all(len(c) <= 256 for c in chunks)
+
+
+def test_the_switch_interval_is_restored(tmp_path: Path) -> None:
+    before = sys.getswitchinterval()
+    archive.build_layers(entries(tmp_path), archive.PieceCache(tmp_path / "p"), level=1)
+    assert sys.getswitchinterval() == before

@@ -24,7 +24,7 @@ import pytest
 
 from envpack.analyzer.interpreter import probe
 from envpack.archive import Entry
-from envpack.build import PART_GLOB, Environment, assemble, build
+from envpack.build import PART_GLOB, Environment, assemble, build, source_size
 from envpack.collect import collect
 from envpack.elf import has_debug, read_elf
 from envpack.errors import BuildError, SpecError
@@ -401,6 +401,26 @@ def test_same_spec_twice_is_byte_identical(
     again = build(project.spec, tmp_path, level=1)
     assert not again.cached
     assert again.path.read_bytes() == built.path.read_bytes()
+
+
+def test_digest_first_and_one_pass_builds_are_byte_identical(
+    project: Project, built: Environment, tmp_path: Path
+) -> None:
+    """Another tarball in the output dir: this one may be there, so the build digests first
+    (a hit would need no compression) and writes the same bytes as the one-pass build."""
+    (tmp_path / "envpack-0123456789abcdef.tar.gz").write_bytes(b"another env")
+    again = build(project.spec, tmp_path, level=1)
+    assert not again.cached and again.hash == built.hash
+    assert again.path.read_bytes() == built.path.read_bytes()
+
+
+def test_a_cold_build_measures_the_source_size_while_it_compresses(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the CLI shows after a build needs no walk of the source env after it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    env = build(project.spec, tmp_path / "out", level=1)
+    assert source_size(project.spec, env.hash, walk=False) == source_size(project.spec)
 
 
 def test_timestamps_do_not_leak(project: Project, built: Environment, tmp_path: Path) -> None:

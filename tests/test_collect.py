@@ -15,7 +15,7 @@ import pytest
 
 from envpack.analyzer.api import analyze
 from envpack.build import build
-from envpack.collect import layout
+from envpack.collect import Collector, collect, layout
 from envpack.elf import has_debug
 from envpack.layout import MANIFEST
 from envpack.spec import Distribution
@@ -169,3 +169,32 @@ def test_a_spec_without_the_pyc_format_ships_pycs_only_for_this_python(
     assert pycs(old) == now  # its own version: this Python's format is the target's
     other = replace(old, version="3.9.18")
     assert pycs(other) == []  # another version, format unknown: none rather than wrong ones
+
+
+# -- layers as they are collected --------------------------------------------------------------
+
+
+def test_groups_yield_each_layer_once_as_it_is_collected(project: Project, tmp_path: Path) -> None:
+    """Collector.groups: one list per layer, each yielded once, together what collect() gives;
+    a distribution named like a later step's layer ("local") comes out merged, at the end."""
+    whole = collect(project.spec, tmp_path / "a")
+    whole.close()
+    collector = Collector(project.spec, tmp_path / "b")
+    groups = list(collector.groups())
+    collector.out.close()
+    names = [g[0].group for g in groups]
+    assert len(names) == len(set(names)) and all(len({e.group for e in g}) == 1 for g in groups)
+    assert names[:2] == ["python", "stdlib"] and names[-2:] == ["local", "envpack"]
+    assert sorted(e.arcname for g in groups for e in g) == [e.arcname for e in whole.entries]
+
+    dists = tuple(
+        replace(d, name="local") if d.name == "PyYAML" else d for d in project.spec.distributions
+    )
+    clashing = Collector(replace(project.spec, distributions=dists), tmp_path / "c")
+    merged = list(clashing.groups())
+    clashing.out.close()
+    assert [g[0].group for g in merged].count("local") == 1
+    local = next(g for g in merged if g[0].group == "local")
+    assert merged[-1] is local
+    assert any(e.arcname.startswith("local/") for e in local)
+    assert any("/yaml/" in e.arcname for e in local)

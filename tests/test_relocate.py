@@ -291,3 +291,18 @@ def test_pyc_unchecked_for_another_python(tmp_path: Path) -> None:
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, check=True)
     assert res.stdout == "1\n"
     assert cached.read_bytes() == out
+
+
+def test_run_path_edits_never_import_lief_here(elf_pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """lief runs in a helper process: its import (0.5 s, holding the GIL) would stall a
+    build's writer threads."""
+    exe, _ = elf_pair
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom envpack import relocate\n"
+        f"relocate.apply(Path({str(exe)!r}), Path({str(tmp_path / 'out')!r}), "
+        "relocate.ElfEdits(rpath=('$ORIGIN',)))\n"
+        "print('lief' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
+    assert read_elf(tmp_path / "out").rpath == ("$ORIGIN", "$ORIGIN/../extra")
