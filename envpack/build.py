@@ -599,29 +599,65 @@ _MAX_SOURCE_SIZES = 10_000
 
 
 def _walk_size(spec: Spec) -> int:
+    """The sum of the regular files' sizes under the source env's roots (links not followed).
+
+    A cold build runs this while it compresses: in Python it is 0.16 s of CPU for a coffea
+    venv alone and 0.8 s of samples beside the writer (40k lstat calls, each taking the GIL
+    back from it); GNU find does it in a child process in 0.06 s. The Python walk is the
+    fallback where there is no GNU find.
+    """
     interp = spec.interpreter
+    stdlib = Path(interp.stdlib)
     roots = {Path(interp.prefix)}
     if interp.base_prefix != interp.prefix:
-        roots.add(Path(interp.stdlib))
+        roots.add(stdlib)
         roots.add(Path(interp.real_executable))
         if interp.libpython:
             roots.add(Path(interp.libpython))
     total = 0
     for root in roots:
+        # the base interpreter's own site-packages is not part of a venv's env
+        skip = stdlib / "site-packages" if root == stdlib and root != Path(interp.prefix) else None
         if root.is_file():
             total += root.stat().st_size
             continue
-        for dirpath, dirs, files in os.walk(root):
-            if Path(dirpath) == Path(interp.stdlib) and root != Path(interp.prefix):
-                # the base interpreter's own site-packages is not part of a venv's env
-                dirs[:] = [d for d in dirs if d != "site-packages"]
-            for name in files:
-                try:
-                    st = os.lstat(os.path.join(dirpath, name))
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    total += st.st_size
+        found = _find_size(root, skip)
+        total += found if found is not None else _python_walk_size(root, skip)
+    return total
+
+
+def _find_size(root: Path, skip: Path | None) -> int | None:
+    import subprocess
+
+    if any(c in os.fspath(skip or "") for c in "*?[\\"):
+        return None  # -path would read it as a pattern
+    prune = ["-path", os.fspath(skip), "-prune", "-o"] if skip is not None else []
+    cmd = ["find", os.fspath(root), *prune, "-type", "f", "-printf", "%s\\n"]
+    try:
+        env = {"LC_ALL": "C", "PATH": os.environ.get("PATH", os.defpath)}
+        proc = subprocess.run(cmd, capture_output=True, check=False, env=env)
+    except OSError:
+        return None
+    if proc.returncode != 0 and (not proc.stdout or b"printf" in proc.stderr):
+        return None  # no GNU find (its -printf), or nothing walked: ask Python
+    try:
+        return sum(map(int, proc.stdout.split()))  # unreadable dirs are skipped, as os.walk does
+    except ValueError:
+        return None
+
+
+def _python_walk_size(root: Path, skip: Path | None) -> int:
+    total = 0
+    for dirpath, dirs, files in os.walk(root):
+        if skip is not None and Path(dirpath) == skip.parent:
+            dirs[:] = [d for d in dirs if d != skip.name]
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
     return total
 
 

@@ -423,6 +423,29 @@ def test_a_cold_build_measures_the_source_size_while_it_compresses(
     assert source_size(project.spec, env.hash, walk=False) == source_size(project.spec)
 
 
+def test_the_source_size_by_find_is_the_python_walks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GNU find (in a child, off the GIL) and the Python fallback sum the same bytes: regular
+    files only, links not followed, the pruned directory left out."""
+    from envpack import build as build_mod
+
+    root = tmp_path / "lib"
+    (root / "site-packages" / "big").mkdir(parents=True)
+    (root / "site-packages" / "big" / "x.so").write_bytes(b"x" * 5000)
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "m.py").write_bytes(b"m" * 123)
+    (root / "os.py").write_bytes(b"o" * 77)
+    (root / "link.py").symlink_to(root / "os.py")
+    (root / "dirlink").symlink_to(root / "a")
+    skip = root / "site-packages"
+    by_find = build_mod._find_size(root, skip)
+    assert by_find == build_mod._python_walk_size(root, skip) == 200
+    assert build_mod._find_size(root, None) == build_mod._python_walk_size(root, None) == 5200
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))  # a machine without find
+    assert build_mod._find_size(root, skip) is None
+
+
 def test_timestamps_do_not_leak(project: Project, built: Environment, tmp_path: Path) -> None:
     """Touching every shipped local file changes nothing: no mtime reaches the tarball."""
     for item in project.spec.local:
