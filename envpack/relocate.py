@@ -242,7 +242,8 @@ class _LiefHelper:
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-c", _LIEF_CHILD],
+                    # -P: not the current directory first (the user's project, its enum.py)
+                    [sys.executable, "-P", "-c", _LIEF_CHILD],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,

@@ -62,6 +62,21 @@ def test_set_rpath_makes_it_relocatable(elf_pair: tuple[Path, Path], tmp_path: P
         assert "(RPATH)" in out.stdout and "RUNPATH" not in out.stdout
 
 
+def test_lief_helper_ignores_modules_in_the_current_directory(
+    elf_pair: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build runs where the user's processor lies; a local ``enum.py`` (any stdlib name) must
+    not be what the lief helper process imports."""
+    exe, _ = elf_pair
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "enum.py").write_text("raise SystemExit('the project's enum.py was imported')\n")
+    monkeypatch.chdir(project)
+    relocate._LIEF.close()  # a helper started elsewhere by another test would hide it
+    relocate.apply(exe, tmp_path / "edited", relocate.ElfEdits(rpath=("$ORIGIN",)))
+    assert read_elf(tmp_path / "edited").rpath[0] == "$ORIGIN"
+
+
 def test_set_rpath_is_deterministic(elf_pair: tuple[Path, Path], tmp_path: Path) -> None:
     exe, _ = elf_pair
     relocate.apply(exe, tmp_path / "a", relocate.ElfEdits(rpath=("$ORIGIN",)))
