@@ -242,6 +242,12 @@ def fresh_code(path: str, source: bytes, mtime: float) -> types.CodeType | None:
     What Python's import checks: a timestamp .pyc names the source's mtime and size; a
     hash-based one the source's hash, checked here whatever its check_source flag says. Only
     .pyc files of this interpreter's version are read (the bytecode is version-specific).
+
+    Weaker than the cache's own trust model (module docstring): an edit that keeps the
+    source's size and whole-second mtime leaves a timestamp .pyc looking fresh, as it does for
+    Python itself. The code only says where function bodies lie; elide() blanks nothing but
+    lines inside a ``def`` of the current text that mention no import, and a result that does
+    not parse is parsed whole, so such a .pyc costs at worst a full parse, not a lost import.
     """
     try:
         cached = importlib.util.cache_from_source(path)
