@@ -37,6 +37,7 @@ from tests.integrations.taskvine_support import (
     TaskVine,
     locate_cctools,
     netns_problem,
+    run_in_netns,
 )
 
 APPS = Path(__file__).parent / "apps"
@@ -462,6 +463,44 @@ def engine_hide_list(venv: EngineVenv) -> list[Path]:
     hide = {pyenv, Path(sys.prefix), venv.root, venv.cctools.site_packages.parent}
     hide |= {p for p in Path("/usr/lib").glob("python3*") if p.is_dir()}
     return sorted(p for p in hide if not any(q != p and q in p.parents for q in hide))
+
+
+def run_engine_driver(
+    driver: Path,
+    here: Path,
+    venv: EngineVenv,
+    tarball: Path,
+    cfg: Mapping[str, Any],
+    *,
+    paths: Sequence[Path] = (),
+    timeout: float = 120,
+) -> dict[str, Any]:
+    """Run an engine's driver app (tests/integrations/apps) in a network namespace of its own,
+    with ``cfg`` plus what every driver reads (its dir, the tarball and runner, the paths to
+    hide from workers) in ``here/driver.json``; its last stdout line, as JSON.
+
+    The driver sees no ENVPACK_CACHE (the runner's default is what users get) and imports
+    envpack and the apps from this checkout (plus ``paths``)."""
+    problem = netns_problem()
+    if problem:
+        pytest.skip(problem)
+    here.mkdir()
+    full = {
+        "dir": str(here),
+        "tarball": str(tarball),
+        "runner": str(tarball.parent / "envpack-run"),
+        "hide": [str(p) for p in engine_hide_list(venv)],
+        **cfg,
+    }
+    config = here / "driver.json"
+    config.write_text(json.dumps(full))
+    env = {k: v for k, v in os.environ.items() if k not in ("ENVPACK_CACHE", "VIRTUAL_ENV")}
+    repo = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join(map(str, [repo, APPS, *paths]))
+    res = run_in_netns([sys.executable, str(driver), str(config)], env=env, timeout=timeout)
+    assert res.returncode == 0 and res.stdout.strip(), res.stderr[-4000:]
+    raw: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+    return raw
 
 
 def build_engine_env(

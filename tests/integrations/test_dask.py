@@ -9,7 +9,6 @@ exact shape of an HTCondorCluster job (`/bin/sh -c "{python} -m distributed.cli.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,40 +18,16 @@ import pytest
 
 from envpack.integrations.dask import jobqueue_options, worker_command
 from envpack.integrations.engines import worker_imports
-from tests.integrations.conftest import EngineVenv, build_engine_env, engine_hide_list
-from tests.integrations.taskvine_support import netns_problem, run_in_netns
+from tests.integrations.conftest import EngineVenv, build_engine_env, run_engine_driver
 
 DRIVER = Path(__file__).parent / "apps" / "dask_driver.py"
-APPS_DIR = Path(__file__).parent / "apps"
-REPO = Path(__file__).resolve().parents[2]
 
 
 def run_dask(
     tmp_path: Path, venv: EngineVenv, mode: str, tarball: Path, *, tasks: int = 3
 ) -> dict[str, Any]:
-    problem = netns_problem()
-    if problem:
-        pytest.skip(problem)
-    here = tmp_path / f"dask-{mode}"
-    here.mkdir()
-    cfg = {
-        "mode": mode,
-        "dir": str(here),
-        "tarball": str(tarball),
-        "runner": str(tarball.parent / "envpack-run"),
-        "hide": [str(p) for p in engine_hide_list(venv)],
-        "port": 8786,
-        "tasks": tasks,
-        "timeout": 40,
-    }
-    config = here / "driver.json"
-    config.write_text(json.dumps(cfg))
-    env = {k: v for k, v in os.environ.items() if k not in ("ENVPACK_CACHE", "VIRTUAL_ENV")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(APPS_DIR)])
-    res = run_in_netns([sys.executable, str(DRIVER), str(config)], env=env, timeout=120)
-    assert res.returncode == 0 and res.stdout.strip(), res.stderr[-4000:]
-    raw: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
-    return raw
+    cfg = {"mode": mode, "port": 8786, "tasks": tasks, "timeout": 40}
+    return run_engine_driver(DRIVER, tmp_path / f"dask-{mode}", venv, tarball, cfg)
 
 
 def test_worker_command_and_jobqueue_options(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ workers' own Python hidden, each run in a network namespace of its own (loopback
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -14,12 +13,10 @@ from typing import Any
 import pytest
 
 from envpack.integrations.parsl import htex_launch_cmd
-from tests.integrations.conftest import EngineVenv, build_engine_env, engine_hide_list
-from tests.integrations.taskvine_support import PORT, netns_problem, run_in_netns
+from tests.integrations.conftest import EngineVenv, build_engine_env, run_engine_driver
+from tests.integrations.taskvine_support import PORT
 
 DRIVER = Path(__file__).parent / "apps" / "parsl_driver.py"
-APPS_DIR = Path(__file__).parent / "apps"
-REPO = Path(__file__).resolve().parents[2]
 
 
 def run_parsl(
@@ -31,17 +28,9 @@ def run_parsl(
     tasks: int = 3,
     timeout: float = 40,
 ) -> dict[str, Any]:
-    problem = netns_problem()
-    if problem:
-        pytest.skip(problem)
     here = tmp_path / f"parsl-{scenario}"
-    here.mkdir()
     cfg = {
         "scenario": scenario,
-        "dir": str(here),
-        "tarball": str(tarball),
-        "runner": str(tarball.parent / "envpack-run"),
-        "hide": [str(p) for p in engine_hide_list(venv)],
         "port": PORT,
         "tasks": tasks,
         "timeout": timeout,
@@ -51,15 +40,8 @@ def run_parsl(
         "worker_log": str(here / "worker.log"),
         "worker_debug": str(here / "worker.debug"),
     }
-    config = here / "driver.json"
-    config.write_text(json.dumps(cfg))
-    env = {k: v for k, v in os.environ.items() if k not in ("ENVPACK_CACHE", "VIRTUAL_ENV")}
-    paths = [REPO, APPS_DIR, venv.cctools.site_packages]
-    env["PYTHONPATH"] = os.pathsep.join(map(str, paths))
-    res = run_in_netns([sys.executable, str(DRIVER), str(config)], env=env, timeout=150)
-    assert res.returncode == 0 and res.stdout.strip(), res.stderr[-4000:]
-    raw: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
-    return raw
+    paths = [venv.cctools.site_packages]
+    return run_engine_driver(DRIVER, here, venv, tarball, cfg, paths=paths, timeout=150)
 
 
 def test_the_launch_command_keeps_parsls_placeholders_and_our_braces(tmp_path: Path) -> None:

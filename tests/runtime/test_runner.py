@@ -563,22 +563,29 @@ def _can_mount_tmpfs() -> str | None:
     return None
 
 
-def test_full_disk_during_unpack(tmp_path: Path) -> None:
+def run_on_a_full_disk(
+    tmp_path: Path, tarball: Path, listing: str
+) -> subprocess.CompletedProcess[str]:
+    """``envpack-run -e TARBALL true`` with its cache on a 1 MiB tmpfs (in a mount namespace
+    of its own), then the shell command ``listing`` (``{cache}`` is the cache dir) to see what
+    was left there; skipped where no tmpfs can be mounted."""
     reason = _can_mount_tmpfs()
     if reason:
         pytest.skip(reason)
-    env = make_env(tmp_path, files={"lib/big.bin": os.urandom(2_000_000)})
     disk = tmp_path / "small"
     disk.mkdir()
     cache = disk / "c"
     script = (
         f'mount -t tmpfs -o size=1m none "{disk}" && '
-        f'ENVPACK_CACHE="{cache}" {SHELL} {RUNNER} -e "{env.tarball}" true; rc=$?; '
-        f'ls -A "{cache}" | grep -v "\\.lock$"; exit $rc'
+        f'ENVPACK_CACHE="{cache}" {SHELL} {RUNNER} -e "{tarball}" true; rc=$?; '
+        f"{listing.format(cache=cache)}; exit $rc"
     )
-    res = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, check=False
-    )
+    return subprocess.run([*UNSHARE, "sh", "-c", script], capture_output=True, text=True)
+
+
+def test_full_disk_during_unpack(tmp_path: Path) -> None:
+    env = make_env(tmp_path, files={"lib/big.bin": os.urandom(2_000_000)})
+    res = run_on_a_full_disk(tmp_path, env.tarball, 'ls -A "{cache}" | grep -v "\\.lock$"')
     assert res.returncode == EXIT_CANT_WRITE, res.stderr
     assert "no space left" in res.stderr
     assert res.stdout == ""  # neither an entry nor a temp dir was left in the full cache

@@ -35,7 +35,7 @@ from tests.runtime.envs import (
     make_layered_env,
     run,
 )
-from tests.runtime.test_runner import UNSHARE, _can_mount_tmpfs
+from tests.runtime.test_runner import run_on_a_full_disk
 from tests.test_build import distributions, dynload_modules
 
 # bin/ (the "interpreter"), lib/shared/ (a big shared distribution), lib/own/ (the one that
@@ -374,19 +374,9 @@ def test_unsafe_members_in_a_layer_are_67(tmp_path: Path, kind: str) -> None:
 
 
 def test_full_disk_during_a_layer_unpack_is_73(tmp_path: Path) -> None:
-    reason = _can_mount_tmpfs()
-    if reason:
-        pytest.skip(reason)
     env = _env(tmp_path, files={"lib/own/big.bin": os.urandom(2_000_000)})
-    disk = tmp_path / "small"
-    disk.mkdir()
-    cache = disk / "c"
-    script = (
-        f'mount -t tmpfs -o size=1m none "{disk}" && '
-        f'ENVPACK_CACHE="{cache}" {SHELL} {RUNNER} -e "{env.tarball}" true; rc=$?; '
-        f'ls -A "{cache}" "{cache}/layers" | grep -e "^\\.tmp" -e "^[0-9a-f]\\{{16\\}}$"; exit $rc'
-    )
-    res = subprocess.run([*UNSHARE, "sh", "-c", script], capture_output=True, text=True)
+    listing = 'ls -A "{cache}" "{cache}/layers" | grep -e "^\\.tmp" -e "^[0-9a-f]\\{{16\\}}$"'
+    res = run_on_a_full_disk(tmp_path, env.tarball, listing)
     assert res.returncode == EXIT_CANT_WRITE, res.stderr
     assert "no space left" in res.stderr
     # the layers before it may stay (verified); no env, no temp dir
