@@ -236,6 +236,7 @@ class _LiefHelper:
     def __init__(self) -> None:
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
+        atexit.register(self.close)  # (a no-op when none was started)
 
     def edit(self, src: Path, dst: Path, rpath: str) -> None:
         """Write ``src`` to ``dst`` with DT_RPATH ``rpath`` (and no RUNPATH); ValueError."""
@@ -249,7 +250,6 @@ class _LiefHelper:
                     stderr=subprocess.DEVNULL,
                     text=True,
                 )
-                atexit.register(self.close)
             proc = self._proc
             assert proc.stdin is not None and proc.stdout is not None
             try:
