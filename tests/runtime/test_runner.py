@@ -264,19 +264,26 @@ def test_unreadable_cache_dir(tmp_path: Path) -> None:
     assert "cannot create the cache directory" in res.stderr
 
 
-def test_twenty_concurrent_runners_unpack_once(tmp_path: Path) -> None:
-    env = make_env(tmp_path, files={f"lib/pkg/m{i}.py": f"x = {i}\n" * 200 for i in range(300)})
-    cache = tmp_path / "c"
+def run_at_once(cache: Path, runs: list[tuple[Path, str]]) -> list[tuple[int, str, str]]:
+    """``envpack-run -d -e TARBALL -- cat FILE`` for every (tarball, file) at the same time,
+    all on ``cache``; (exit status, stdout, stderr) of each, in order."""
     environ = {**os.environ, "ENVPACK_CACHE": str(cache)}
     procs = [
         subprocess.Popen(
-            [SHELL, RUNNER, "-d", "-e", str(env.tarball), "--",
-             "cat", f"{cache}/{env.hash}/lib/pkg/m{i}.py"],
+            [SHELL, RUNNER, "-d", "-e", str(tarball), "--", "cat", file],
             env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        for i in range(20)
+        for tarball, file in runs
     ]  # fmt: skip
-    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    return [(p.wait(timeout=120), *p.communicate()) for p in procs]
+
+
+def test_twenty_concurrent_runners_unpack_once(tmp_path: Path) -> None:
+    env = make_env(tmp_path, files={f"lib/pkg/m{i}.py": f"x = {i}\n" * 200 for i in range(300)})
+    cache = tmp_path / "c"
+    results = run_at_once(
+        cache, [(env.tarball, f"{cache}/{env.hash}/lib/pkg/m{i}.py") for i in range(20)]
+    )
     assert [rc for rc, _, _ in results] == [0] * 20, [err for _, _, err in results]
     for i, (_, out, _) in enumerate(results):
         assert out == f"x = {i}\n" * 200

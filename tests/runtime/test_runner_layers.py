@@ -35,7 +35,7 @@ from tests.runtime.envs import (
     make_layered_env,
     run,
 )
-from tests.runtime.test_runner import run_on_a_full_disk
+from tests.runtime.test_runner import run_at_once, run_on_a_full_disk
 from tests.test_build import distributions, dynload_modules
 
 # bin/ (the "interpreter"), lib/shared/ (a big shared distribution), lib/own/ (the one that
@@ -176,16 +176,10 @@ def test_split_form_needs_only_the_layers_the_store_lacks(tmp_path: Path) -> Non
 def test_concurrent_runners_unpack_the_env_and_each_shared_layer_once(tmp_path: Path) -> None:
     envs = [_env(tmp_path, w) for w in ("a", "b")]
     cache = tmp_path / "c"
-    environ = {**os.environ, "ENVPACK_CACHE": str(cache)}
-    procs = [
-        subprocess.Popen(
-            [SHELL, RUNNER, "-d", "-e", str(envs[i % 2].tarball), "--", "cat",
-             f"{cache}/{envs[i % 2].hash}/lib/shared/m{i}.py"],
-            env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for i in range(16)
-    ]  # fmt: skip
-    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    pick = [envs[i % 2] for i in range(16)]
+    results = run_at_once(
+        cache, [(e.tarball, f"{cache}/{e.hash}/lib/shared/m{i}.py") for i, e in enumerate(pick)]
+    )
     assert [rc for rc, _, _ in results] == [0] * 16, [err for _, _, err in results]
     for i, (_, out, _) in enumerate(results):
         assert out == f"x = {i}\n" * 300
