@@ -15,7 +15,9 @@ whose content changed and copies the rest.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import io
+import itertools
 import os
 import queue
 import shutil
@@ -28,7 +30,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
@@ -794,6 +796,7 @@ def build_layers(
 
 
 _Plan = list[tuple[Entry, Record | None, object | None]]
+_Todo = tuple[str, _Plan, list["Future[list[_Item | None]]"]]  # a layer being prepared
 
 
 def _chunks(plan: _Plan) -> list[_Plan]:
@@ -860,7 +863,14 @@ class _LayerWriter:
                         )
                         continue
                 futures = [self.prep.submit(_prepare_all, chunk) for chunk in _chunks(plan)]
-                self.arrivals.put(("todo", (group, plan, futures)))
+                todo: _Todo = (group, plan, futures)
+                self.arrivals.put(("todo", todo))  # before any "prepared" of its futures
+
+                def prepared(_: object, todo: _Todo = todo) -> None:
+                    self.arrivals.put(("prepared", todo))
+
+                for future in futures:
+                    future.add_done_callback(prepared)
         except BaseException as exc:  # told to the writer, which raises it
             self.arrivals.put(("error", exc))
         finally:
@@ -878,7 +888,13 @@ class _LayerWriter:
             target=self.feed, args=(groups, given, digests), name="envpack-layers", daemon=True
         )
         out: list[tuple[str, Piece]] = []
-        todo: list[tuple[str, _Plan, list[Future[list[_Item | None]]]]] = []
+        # arrived layers, in arrival order, with how many of their preparing tasks are left:
+        # told by the tasks' callbacks, never polled (polling every future of every layer
+        # cost the writer 0.7 s of a coffea build)
+        left: dict[int, int] = {}
+        ready: list[tuple[int, _Todo]] = []  # a heap: the earliest arrived is written first
+        arrived: dict[int, int] = {}  # a layer waiting for its tasks: its arrival number
+        numbers = itertools.count()
         ended = False
         # written, not yet stored: stored once compressed, never waited for while there is
         # more to write (the pool would starve when small layers follow one another)
@@ -893,44 +909,44 @@ class _LayerWriter:
         sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
         try:
             feeder.start()
-            while True:
-                wait_for = not todo and not ended
-                while True:
-                    try:
-                        what, payload = self.arrivals.get(block=wait_for)
-                    except queue.Empty:
-                        break
-                    wait_for = False
-                    if what == "error":
-                        raise payload  # type: ignore[misc]
-                    if what == "end":
-                        ended = True
-                    elif what == "found":
-                        out.append(payload)  # type: ignore[arg-type]
-                    else:
-                        todo.append(payload)  # type: ignore[arg-type]
-                        seen += len(payload[1])  # type: ignore[index]
-                if not todo:
-                    if ended:
-                        break
-                    continue
-                ready = next((t for t in todo if all(f.done() for f in t[2])), None)
-                if ready is None:
-                    futures = [f for t in todo for f in t[2]]
-                    wait(futures, timeout=0.05, return_when=FIRST_COMPLETED)
+            while not (ended and not left and not ready):
+                if ready and self.arrivals.empty():
+                    _, (group, plan, prepared) = heapq.heappop(ready)
+                    done += len(plan)
+                    if progress is not None and ended:  # the total is known once all arrived
+                        progress("compressing", done, seen)
+                    items = [item for f in prepared for item in f.result() if item is not None]
+                    if items:  # else every source was stale: no layer
+                        layer, sink = _write_layer(pool, self.headers, group, items, digests)
+                        written.append((group, layer, sink))
                     out.extend(self.store_done(written))
                     continue
-                todo.remove(ready)
-                group, plan, prepared = ready
-                items = [item for f in prepared for item in f.result() if item is not None]
-                done += len(plan)
-                if progress is not None and ended:  # the total is known once all arrived
-                    progress("compressing", done, seen)
-                if not items:
-                    continue  # every source was stale: no layer
-                layer, sink = _write_layer(pool, self.headers, group, items, digests)
-                written.append((group, layer, sink))
-                out.extend(self.store_done(written))
+                try:
+                    # nothing to write: wait, waking to store what got compressed meanwhile
+                    what, payload = self.arrivals.get(timeout=0.05 if written else None)
+                except queue.Empty:
+                    out.extend(self.store_done(written))
+                    continue
+                if what == "error":
+                    raise payload  # type: ignore[misc]
+                if what == "end":
+                    ended = True
+                elif what == "found":
+                    out.append(payload)  # type: ignore[arg-type]
+                elif what == "todo":
+                    todo: _Todo = payload  # type: ignore[assignment]
+                    seen += len(todo[1])
+                    if todo[2]:
+                        left[id(todo)] = len(todo[2])
+                        arrived[id(todo)] = next(numbers)
+                    else:
+                        heapq.heappush(ready, (next(numbers), todo))
+                else:  # "prepared": one of a layer's tasks is done
+                    todo = payload  # type: ignore[assignment]
+                    left[id(todo)] -= 1
+                    if not left[id(todo)]:
+                        del left[id(todo)]
+                        heapq.heappush(ready, (arrived.pop(id(todo)), todo))
             while written:
                 out.append(self.store(written.popleft()))
         finally:

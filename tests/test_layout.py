@@ -28,6 +28,24 @@ def test_manifest_is_json_one_record_per_line() -> None:
     assert layout.manifest_hash(data) == hashlib.sha256(data).hexdigest()[:16]
 
 
+@pytest.mark.parametrize(
+    "record",
+    [
+        _rec("site-packages/a b/\u00e9t\u00e9 \u2028 \U0001f600.py"),
+        _rec('odd/"quoted"\\back/slash.py', mode=0o4755),
+        layout.Record("bin/python", 0o777, 0, None, "python3.11"),
+        layout.Record("lib/l\u00efnk", 0o777, 0, None, '../"t\u00e4rget"\\'),
+        layout.Record("big.bin", 0o644, 10**12, "f" * 64, None),
+        layout.Record("unhashed", 0o600, 0, None, None),
+    ],
+)
+def test_manifest_lines_are_what_json_dumps_writes(record: layout.Record) -> None:
+    """The fast line writer must not change one byte: the env's name is the manifest's hash."""
+    data = layout.manifest_bytes([record])
+    line = data.decode().split("\n")[1]  # not splitlines(): U+2028 is not a line break here
+    assert line == json.dumps(record.to_json(), ensure_ascii=False)
+
+
 def test_empty_manifest() -> None:
     assert layout.parse_manifest(layout.manifest_bytes([])) == []
 
