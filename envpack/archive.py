@@ -815,6 +815,11 @@ def _chunks(plan: _Plan) -> list[_Plan]:
     return [c for c in chunks if c]
 
 
+def _edits_elf(chunk: _Plan) -> bool:
+    """Whether preparing the chunk runs an ELF edit (a source that makes its own file)."""
+    return any(hasattr(entry.source, "file") for entry, _, _ in chunk)
+
+
 _SWITCH_INTERVAL = 0.0005  # seconds; see _LayerWriter.run
 
 
@@ -829,7 +834,12 @@ class _LayerWriter:
         self.level = level
         self.mtime = source_mtime()
         self.headers = _HeaderFactory(self.mtime)
+        # Chunks that edit ELF files (an objcopy or lief run each, the first lief run 0.5 s)
+        # go to threads of their own: queued behind the interpreter's and the stdlib's
+        # edits, the small pure-Python layers were not ready before 1.2 s of a coffea build,
+        # and the compressors had nothing to do until then.
         self.prep = ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) * 2))
+        self.light = ThreadPoolExecutor(max_workers=2)
         self.arrivals: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self.stop = threading.Event()
 
@@ -862,7 +872,10 @@ class _LayerWriter:
                             ("found", (group, Piece(layer, path, path.stat().st_size, True)))
                         )
                         continue
-                futures = [self.prep.submit(_prepare_all, chunk) for chunk in _chunks(plan)]
+                futures = [
+                    (self.prep if _edits_elf(chunk) else self.light).submit(_prepare_all, chunk)
+                    for chunk in _chunks(plan)
+                ]
                 todo: _Todo = (group, plan, futures)
                 self.arrivals.put(("todo", todo))  # before any "prepared" of its futures
 
@@ -952,6 +965,7 @@ class _LayerWriter:
         finally:
             self.stop.set()
             self.prep.shutdown(wait=True, cancel_futures=True)
+            self.light.shutdown(wait=True, cancel_futures=True)
             feeder.join()
             pool.close()
             sys.setswitchinterval(interval)

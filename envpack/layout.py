@@ -99,10 +99,11 @@ _quote = json.encoder.encode_basestring  # what json.dumps(..., ensure_ascii=Fal
 def _line(rec: Record) -> str:
     """``json.dumps(rec.to_json(), ensure_ascii=False)``, byte for byte, without building a
     dict and an encoder per record: a coffea build writes 27,000 of these lines."""
+    head = f'{{"path": {_quote(rec.path)}, "mode": "{rec.mode:04o}"'
     if rec.target is not None:
-        return f'{{"path": {_quote(rec.path)}, "mode": "{rec.mode:04o}", "target": {_quote(rec.target)}}}'
+        return f'{head}, "target": {_quote(rec.target)}}}'
     sha = "null" if rec.sha256 is None else _quote(rec.sha256)
-    return f'{{"path": {_quote(rec.path)}, "mode": "{rec.mode:04o}", "size": {rec.size}, "sha256": {sha}}}'
+    return f'{head}, "size": {rec.size}, "sha256": {sha}}}'
 
 
 def manifest_bytes(records: Iterable[Record]) -> bytes:
