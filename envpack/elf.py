@@ -41,6 +41,13 @@ _DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ = 0, 1, 5, 10
 _DT_SONAME, _DT_RPATH, _DT_RUNPATH = 14, 15, 29
 _DT_FLAGS_1, _DT_VERNEED, _DT_VERNEEDNUM = 0x6FFFFFFB, 0x6FFFFFFE, 0x6FFFFFFF
 _SHN_XINDEX = 0xFFFF
+_DT_SYMTAB, _DT_VERDEF, _DT_VERDEFNUM = 6, 0x6FFFFFFC, 0x6FFFFFFD
+_SHT_DYNSYM = 11
+# d_val is an offset in the dynamic string table: NEEDED, SONAME, RPATH, RUNPATH, CONFIG,
+# DEPAUDIT, AUDIT, AUXILIARY, FILTER
+_STRING_TAGS = frozenset(
+    {1, 14, 15, 29, 0x6FFFFEFA, 0x6FFFFEFB, 0x6FFFFEFC, 0x7FFFFFFD, 0x7FFFFFFF}
+)
 
 # The bytes a caller may hand us: a whole file's mmap, or the first bytes of one.
 _Buffer = bytes | mmap.mmap
@@ -208,6 +215,26 @@ def is_elf(path: str | os.PathLike[str]) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class RunPathSlot:
+    """A run path string that may be overwritten in place (ElfFile.run_path_slot)."""
+
+    entry: int  # file offset of its dynamic entry (d_tag first)
+    string: int  # file offset of the string
+    room: int  # its length in bytes, without the NUL
+    tag_format: str  # struct format of d_tag, byte order first
+
+    def patches(self, value: bytes) -> list[tuple[int, bytes]]:
+        """(file offset, bytes) that make the entry DT_RPATH ``value`` (at most ``room``
+        bytes; the rest of the old string is zeroed)."""
+        if len(value) > self.room or b"\0" in value:
+            raise ValueError(f"a run path of {len(value)} bytes in a slot of {self.room}")
+        return [
+            (self.string, value.ljust(self.room, b"\0")),
+            (self.entry, struct.pack(self.tag_format, _DT_RPATH)),
+        ]
+
+
 class ElfFile:
     """One ELF file's bytes, its header parsed (and checked) on construction.
 
@@ -282,7 +309,7 @@ class ElfFile:
         return _guarded(self.path, self._info)
 
     def _info(self) -> ElfInfo:
-        data, path, end, lay = self.data, self.path, self._end, self._layout
+        data, path = self.data, self.path
         size = len(data)
         loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
         dynamic: tuple[int, int] | None = None
@@ -295,14 +322,7 @@ class ElfFile:
             elif p_type == _PT_INTERP:
                 interpreter = _cstring(data, p_offset, p_offset + p_filesz)
 
-        tags: list[tuple[int, int]] = []
-        if dynamic is not None:
-            offset, length = dynamic
-            length -= length % lay.dyn_size
-            for tag, value in struct.iter_unpack(end + lay.dyn, data[offset : offset + length]):
-                if tag == _DT_NULL:
-                    break
-                tags.append((tag, value))
+        tags = [(tag, value) for _, tag, value in self._tags(dynamic)]
 
         def address(vaddr: int) -> int:
             for start, off, filesz in loads:
@@ -354,25 +374,139 @@ class ElfFile:
             nodeflib=bool(values.get(_DT_FLAGS_1, 0) & _DF_1_NODEFLIB),
         )
 
-    def _glibc_needed(self, offset: int, count: int, string: Callable[[int], str]) -> set[str]:
-        """GLIBC_x.y names in the version-needed table (Elf_Verneed/Elf_Vernaux, same in 32/64)."""
+    def _tags(self, dynamic: tuple[int, int] | None) -> list[tuple[int, int, int]]:
+        """(file offset, d_tag, d_val) of each dynamic entry before DT_NULL."""
+        if dynamic is None:
+            return []
+        lay, out = self._layout, []
+        offset, length = dynamic
+        length -= length % lay.dyn_size
+        view = self.data[offset : offset + length]
+        for i, (tag, value) in enumerate(struct.iter_unpack(self._end + lay.dyn, view)):
+            if tag == _DT_NULL:
+                break
+            out.append((offset + i * lay.dyn_size, tag, value))
+        return out
+
+    def run_path_slot(self) -> RunPathSlot | None:
+        """Where the file's one DT_RPATH or DT_RUNPATH string lies, when it can be overwritten
+        in place; None when not (none or several, or another name shares its bytes).
+
+        Linkers merge string tails: GNU ld stores a symbol ``mylib_func`` inside a run path
+        ``/opt/build/mylib_func``. Every reference into the dynamic string table (dynamic
+        entries, dynamic symbols, version needs and definitions) is checked, so one found
+        inside the run path's bytes refuses the slot; so does a file whose dynamic symbols
+        cannot be counted (no section table).
+        """
+        return _guarded(self.path, self._run_path_slot)
+
+    def _run_path_slot(self) -> RunPathSlot | None:
         data, end = self.data, self._end
-        found: set[str] = set()
-        for _ in range(min(count, len(data) // 16)):  # a corrupt count cannot loop for long
-            _, vn_cnt, _, vn_aux, vn_next = struct.unpack_from(end + "HHIII", data, offset)
+        loads: list[tuple[int, int, int]] = []
+        dynamic: tuple[int, int] | None = None
+        for p_type, p_offset, p_vaddr, p_filesz in self._segments():
+            if p_type == _PT_LOAD:
+                loads.append((p_vaddr, p_offset, p_filesz))
+            elif p_type == _PT_DYNAMIC:
+                dynamic = (p_offset, p_filesz)
+        tags = self._tags(dynamic)
+        paths = [(at, value) for at, tag, value in tags if tag in (_DT_RPATH, _DT_RUNPATH)]
+        values = {tag: value for _, tag, value in tags}
+        if len(paths) != 1 or _DT_STRTAB not in values:
+            return None
+        entry, start = paths[0]
+
+        def address(vaddr: int) -> int | None:
+            return next((vaddr - a + o for a, o, n in loads if a <= vaddr < a + n), None)
+
+        strtab = address(values[_DT_STRTAB])
+        if strtab is None:
+            return None
+        strsz = values.get(_DT_STRSZ, len(data) - strtab)
+        nul = data.find(b"\0", strtab + start, strtab + strsz)
+        if nul < 0:
+            return None
+        room = nul - strtab - start
+        refs = [v for at, tag, v in tags if tag in _STRING_TAGS and at != entry]
+        dynsym = [(o, n, e) for kind, o, n, e in self._sections() if kind == _SHT_DYNSYM]
+        if _DT_SYMTAB in values and not dynsym:
+            return None
+        for off, size, ent in dynsym:
+            if ent < 4 or off + size > len(data):
+                return None
+            refs.extend(
+                struct.unpack_from(end + "I", data, at)[0]
+                for at in range(off, off + size - ent + 1, ent)
+            )
+
+        if _DT_VERNEED in values:
+            at = address(values[_DT_VERNEED])
+            if at is None:
+                return None
+            refs.extend(self._verneed_names(at, values.get(_DT_VERNEEDNUM, 0)))
+        if _DT_VERDEF in values:
+            at = address(values[_DT_VERDEF])
+            if at is None:
+                return None
+            refs.extend(self._verdef_names(at, values.get(_DT_VERDEFNUM, 0)))
+        if any(start <= ref < start + room for ref in refs):
+            return None
+        return RunPathSlot(entry, strtab + start, room, end + self._layout.dyn[0])
+
+    def _sections(self) -> list[tuple[int, int, int, int]]:
+        """(sh_type, sh_offset, sh_size, sh_entsize) of every section (none: no table)."""
+        h, data = self.header, self.data
+        if not h.shoff or not h.shnum:
+            return []
+        fmt = "IIIIIIIIII" if h.elfclass == 32 else "IIQQQQIIQQ"
+        if h.shentsize < struct.calcsize(fmt) or h.shoff + h.shnum * h.shentsize > len(data):
+            raise self._error("corrupt ELF (bad section header table)")
+        out = []
+        for i in range(h.shnum):
+            f = struct.unpack_from(self._end + fmt, data, h.shoff + i * h.shentsize)
+            out.append((f[1], f[4], f[5], f[9]))
+        return out
+
+    def _verneed_names(self, offset: int, count: int) -> list[int]:
+        """Names of the version-needed table (Elf_Verneed, Elf_Vernaux; same in 32/64): the
+        libraries' and their versions' (a corrupt count cannot loop for long)."""
+        data, end, names = self.data, self._end, []
+        for _ in range(min(count, len(data) // 16)):
+            _, vn_cnt, vn_file, vn_aux, vn_next = struct.unpack_from(end + "HHIII", data, offset)
+            names.append(vn_file)
             aux = offset + vn_aux
             for _ in range(vn_cnt):
                 _, _, _, vna_name, vna_next = struct.unpack_from(end + "IHHII", data, aux)
-                match = _GLIBC.fullmatch(string(vna_name))
-                if match:
-                    found.add(match.group(1))
+                names.append(vna_name)
                 if not vna_next:
                     break
                 aux += vna_next
             if not vn_next:
                 break
             offset += vn_next
-        return found
+        return names
+
+    def _verdef_names(self, offset: int, count: int) -> list[int]:
+        """Names of the version-definition table (Elf_Verdef, Elf_Verdaux; same in 32/64)."""
+        data, end, names = self.data, self._end, []
+        for _ in range(min(count, len(data) // 20)):
+            _, _, _, vd_cnt, _, vd_aux, vd_next = struct.unpack_from(end + "HHHHIII", data, offset)
+            aux = offset + vd_aux
+            for _ in range(vd_cnt):
+                vda_name, vda_next = struct.unpack_from(end + "II", data, aux)
+                names.append(vda_name)
+                if not vda_next:
+                    break
+                aux += vda_next
+            if not vd_next:
+                break
+            offset += vd_next
+        return names
+
+    def _glibc_needed(self, offset: int, count: int, string: Callable[[int], str]) -> set[str]:
+        """GLIBC_x.y names in the version-needed table."""
+        names = (_GLIBC.fullmatch(string(n)) for n in self._verneed_names(offset, count))
+        return {match.group(1) for match in names if match}
 
     # -- sections -------------------------------------------------------------------------------
 

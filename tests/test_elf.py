@@ -177,3 +177,73 @@ def test_run_path_prefers_runpath(tmp_path: Path) -> None:
     assert read_elf(with_rpath).run_path == ("$ORIGIN/lib",)
     assert read_elf(with_runpath).run_path == ("/x", "$ORIGIN")
     assert read_elf(bar).run_path == ()
+
+
+def _pyelftools_slot(path: Path) -> tuple[int, int] | None:
+    """pyelftools' view of a file's one run path: (file offset of the string, its length)."""
+    with open(path, "rb") as fh:
+        pe = PyElfFile(fh)
+        dynamic = pe.get_section_by_name(".dynamic")
+        dynstr = pe.get_section_by_name(".dynstr")
+        if dynamic is None or dynstr is None:
+            return None
+        tags = [t for t in dynamic.iter_tags() if t.entry.d_tag in ("DT_RPATH", "DT_RUNPATH")]
+        if len(tags) != 1:
+            return None
+        value = tags[0].rpath if tags[0].entry.d_tag == "DT_RPATH" else tags[0].runpath
+        return dynstr["sh_offset"] + tags[0].entry.d_val, len(value.encode())
+
+
+def test_run_path_slot_is_where_pyelftools_finds_the_string(
+    built: dict[str, Path], tmp_path: Path
+) -> None:
+    bar = compile_c("bar.c", tmp_path / "lib" / "libepbar.so")
+    files = [
+        compile_c("ext.c", tmp_path / "r.so", link=[bar], rpath=["/build/machine/lib"]),
+        compile_c("ext.c", tmp_path / "u.so", link=[bar], runpath=["/x", "$ORIGIN"]),
+        *_real_files(built),
+    ]
+    found = 0
+    for path in files:
+        with ElfFile.open(path) as elf:
+            slot = elf.run_path_slot()
+        if slot is None:
+            continue
+        found += 1
+        assert (slot.string, slot.room) == _pyelftools_slot(path), path
+    assert found >= 2
+
+
+def test_a_run_path_sharing_bytes_with_a_symbol_has_no_slot(tmp_path: Path) -> None:
+    """GNU ld stores the symbol ``foo`` (ext.c's import) in the tail of the run path
+    ``…/opt/foo``."""
+    bar = compile_c("bar.c", tmp_path / "lib" / "libepbar.so")
+    foo = compile_c("foo.c", tmp_path / "lib" / "libfoo.so", link=[bar])
+    ext = compile_c("ext.c", tmp_path / "ext.so", link=[foo], rpath=["/build/lib:/opt/foo"])
+    start, length = _pyelftools_slot(ext) or (0, 0)
+    with open(ext, "rb") as fh:
+        pe = PyElfFile(fh)
+        dynstr = pe.get_section_by_name(".dynstr")["sh_offset"]
+        names = {
+            s.name: dynstr + s.entry.st_name
+            for s in pe.get_section_by_name(".dynsym").iter_symbols()
+        }
+    assert start < names["foo"] < start + length  # the linker did merge them: the case is real
+    with ElfFile.open(ext) as elf:
+        assert elf.run_path_slot() is None
+
+
+def test_a_run_path_sharing_bytes_with_a_version_name_has_no_slot(tmp_path: Path) -> None:
+    script = tmp_path / "vers.map"
+    script.write_text("EPBAR_1 { global: *; };\n")
+    lib = compile_c(
+        "bar.c",
+        tmp_path / "libv.so",
+        rpath=["/opt/EPBAR_1"],
+        extra=[f"-Wl,--version-script={script}"],
+    )
+    with ElfFile.open(lib) as elf:
+        assert elf.run_path_slot() is None
+    plain = compile_c("bar.c", tmp_path / "libp.so", rpath=["/opt/EPBAR_1"])
+    with ElfFile.open(plain) as elf:
+        assert elf.run_path_slot() is not None  # the version name alone made the difference

@@ -23,22 +23,44 @@ def _gcc(*args: str | Path) -> None:
     subprocess.run(["gcc", *map(str, args)], check=True, capture_output=True)
 
 
-@pytest.fixture
-def elf_pair(tmp_path: Path) -> tuple[Path, Path]:
-    """An executable needing libbar.so through an absolute RPATH plus an $ORIGIN one."""
+def _program(tmp_path: Path, libdir: Path, *link: str) -> Path:
+    """``build/main`` (exits with bar()'s 7), needing ``libdir``/libbar.so; ``link``: how the
+    run path is written."""
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed")
     (tmp_path / "bar.c").write_text("int bar(void) { return 7; }\n")
     (tmp_path / "main.c").write_text("int bar(void);\nint main(void) { return bar(); }\n")
-    libdir = tmp_path / "build" / "libs"
     libdir.mkdir(parents=True)
     _gcc("-shared", "-fPIC", "-o", libdir / "libbar.so", tmp_path / "bar.c")
     exe = tmp_path / "build" / "main"
-    _gcc(
-        "-o", exe, tmp_path / "main.c", f"-L{libdir}", "-lbar",
-        f"-Wl,-rpath,{libdir}:$ORIGIN/../extra", "-Wl,--disable-new-dtags",
-    )  # fmt: skip
+    _gcc("-o", exe, tmp_path / "main.c", f"-L{libdir}", "-lbar", *link)
+    return exe
+
+
+@pytest.fixture
+def elf_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """An executable needing libbar.so through an absolute RPATH plus an $ORIGIN one."""
+    libdir = tmp_path / "build" / "libs"
+    exe = _program(
+        tmp_path, libdir, f"-Wl,-rpath,{libdir}:$ORIGIN/../extra", "-Wl,--disable-new-dtags"
+    )
     return exe, libdir / "libbar.so"
+
+
+def _edit_and_run(exe: Path, libdir: Path, tmp_path: Path) -> Path:
+    """``exe`` edited into env/bin with env/lib as its run path, run there once the build
+    machine's dir is gone (it must exit with 7); the edited file."""
+    env = tmp_path / "env"
+    (env / "bin").mkdir(parents=True)
+    (env / "lib").mkdir()
+    relocate.apply(exe, env / "bin" / "main", relocate.ElfEdits(rpath=("$ORIGIN/../lib",)))
+    (env / "bin" / "main").chmod(0o755)
+    shutil.copy(libdir / "libbar.so", env / "lib")
+    saved = tmp_path / "saved-main"
+    shutil.copy(exe, saved)
+    shutil.rmtree(tmp_path / "build")  # the build machine's dir is gone
+    assert subprocess.run([str(env / "bin" / "main")], env={}).returncode == 7
+    return env / "bin" / "main"
 
 
 def test_set_rpath_makes_it_relocatable(elf_pair: tuple[Path, Path], tmp_path: Path) -> None:
@@ -73,8 +95,37 @@ def test_lief_helper_ignores_modules_in_the_current_directory(
     (project / "enum.py").write_text("raise SystemExit('the project's enum.py was imported')\n")
     monkeypatch.chdir(project)
     relocate._LIEF.close()  # a helper started elsewhere by another test would hide it
-    relocate.apply(exe, tmp_path / "edited", relocate.ElfEdits(rpath=("$ORIGIN",)))
-    assert read_elf(tmp_path / "edited").rpath[0] == "$ORIGIN"
+    longer = "$ORIGIN/" + "x" * len(str(exe))  # longer than the file's run path: lief's job
+    relocate.apply(exe, tmp_path / "edited", relocate.ElfEdits(rpath=(longer,)))
+    assert relocate._LIEF._proc is not None, "the helper was not used"
+    assert read_elf(tmp_path / "edited").rpath[0] == longer
+
+
+@pytest.mark.parametrize("dtags", ["--disable-new-dtags", "--enable-new-dtags"])
+def test_a_run_path_that_fits_is_overwritten_in_place(tmp_path: Path, dtags: str) -> None:
+    """The build machine's absolute run path (DT_RPATH or DT_RUNPATH) is longer than the
+    `$ORIGIN` one: it is overwritten where it lies, made DT_RPATH, and lief is never started."""
+    libdir = tmp_path / "build" / "machine" / "lib"
+    exe = _program(tmp_path, libdir, f"-Wl,-rpath,{libdir}", f"-Wl,{dtags}")
+    needed = read_elf(exe).needed
+    relocate._LIEF.close()
+    edited = _edit_and_run(exe, libdir, tmp_path)
+    assert relocate._LIEF._proc is None, "lief's helper was started for an edit that fits"
+    before, after = (tmp_path / "saved-main").read_bytes(), edited.read_bytes()
+    assert len(before) == len(after)
+    assert sum(a != b for a, b in zip(before, after, strict=True)) <= len(str(libdir)) + 1
+    info = read_elf(edited)
+    assert (info.rpath, info.runpath, info.needed) == (("$ORIGIN/../lib",), (), needed)
+
+
+def test_a_run_path_sharing_its_bytes_goes_through_lief(tmp_path: Path) -> None:
+    """GNU ld keeps the symbol ``bar`` in the run path's tail (``…/opt/bar``): zeroing that
+    tail would unlink the symbol, so the edit is lief's and the program still runs."""
+    libdir = tmp_path / "build" / "lib"
+    exe = _program(tmp_path, libdir, f"-Wl,-rpath,{libdir}:/opt/bar")
+    relocate._LIEF.close()
+    _edit_and_run(exe, libdir, tmp_path)
+    assert relocate._LIEF._proc is not None, "the shared run path was overwritten in place"
 
 
 def test_set_rpath_is_deterministic(elf_pair: tuple[Path, Path], tmp_path: Path) -> None:
