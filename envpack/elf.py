@@ -434,10 +434,9 @@ class ElfFile:
         for off, size, ent in dynsym:
             if ent < 4 or off + size > len(data):
                 return None
-            refs.extend(
-                struct.unpack_from(end + "I", data, at)[0]
-                for at in range(off, off + size - ent + 1, ent)
-            )
+            # st_name is the first word of an Elf32_Sym and of an Elf64_Sym
+            names = struct.iter_unpack(f"{end}I{ent - 4}x", data[off : off + size - size % ent])
+            refs.extend(name for (name,) in names)
 
         if _DT_VERNEED in values:
             at = address(values[_DT_VERNEED])
