@@ -222,6 +222,39 @@ def test_one_pass_writes_what_digest_then_write_does(tmp_path: Path) -> None:
     )
 
 
+def test_one_pass_a_failing_source_fails_the_build_promptly(tmp_path: Path) -> None:
+    """A source that fails while it is prepared (an ELF edit, a read) ends the build with its
+    error while other layers are being prepared and written, and no tarball: the writer does
+    not wait forever for a layer that cannot arrive."""
+    import threading
+
+    def broken() -> bytes:
+        raise BuildError("cannot set the run path of lib/x.so: boom")
+
+    items = [
+        *entries(tmp_path),
+        *(Entry(f"pkg{n}/m.py", 0o644, f"x = {n}\n".encode(), f"d{n}") for n in range(12)),
+        Entry("lib/x.so", 0o755, broken, "d5"),
+    ]
+    pieces = tmp_path / "pieces"
+    caught: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            write_one_pass(tmp_path / "out", items, spec_json=b"{}", pieces_dir=pieces, level=1)
+        except BaseException as exc:
+            caught.append(exc)
+
+    (tmp_path / "out").mkdir()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "the writer hung on a failed layer"
+    assert len(caught) == 1 and isinstance(caught[0], BuildError), caught
+    assert "boom" in str(caught[0])
+    assert not list((tmp_path / "out").glob("envpack-*"))  # no tarball, not even a part
+
+
 def test_one_pass_leaves_out_stale_sources(tmp_path: Path) -> None:
     def stale() -> bytes:
         raise archive.Stale("gone")
