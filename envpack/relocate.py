@@ -219,8 +219,11 @@ def _rpath_in_place(src: Path, dst: Path, value: str) -> bool:
     first layers of a cold build back by 0.5-0.8 s.
     """
     new = value.encode()
-    with elf.ElfFile.open(src) as ef:
-        slot = ef.run_path_slot()
+    try:
+        with elf.ElfFile.open(src) as ef:
+            slot = ef.run_path_slot()
+    except elf.NotElfError:
+        return False  # tables ld.so never reads (sections) may be broken: lief's job then
     if slot is None or len(new) > slot.room:
         return False
     shutil.copyfile(src, dst)

@@ -118,6 +118,19 @@ def test_a_run_path_that_fits_is_overwritten_in_place(tmp_path: Path, dtags: str
     assert (info.rpath, info.runpath, info.needed) == (("$ORIGIN/../lib",), (), needed)
 
 
+def test_a_broken_section_table_leaves_the_edit_to_lief(tmp_path: Path) -> None:
+    """ld.so never reads section headers; a file whose table is broken still loads, and its
+    run path edit goes to lief instead of failing the build."""
+    libdir = tmp_path / "build" / "machine" / "lib"
+    exe = _program(tmp_path, libdir, f"-Wl,-rpath,{libdir}")
+    data = bytearray(exe.read_bytes())
+    data[0x3A:0x3C] = (16).to_bytes(2, "little")  # e_shentsize: too small for a section header
+    exe.write_bytes(bytes(data))
+    relocate._LIEF.close()
+    _edit_and_run(exe, libdir, tmp_path)
+    assert relocate._LIEF._proc is not None
+
+
 def test_a_run_path_sharing_its_bytes_goes_through_lief(tmp_path: Path) -> None:
     """GNU ld keeps the symbol ``bar`` in the run path's tail (``…/opt/bar``): zeroing that
     tail would unlink the symbol, so the edit is lief's and the program still runs."""
