@@ -46,7 +46,8 @@ _SHT_DYNSYM = 11
 # d_val is an offset in the dynamic string table: NEEDED, SONAME, RPATH, RUNPATH, CONFIG,
 # DEPAUDIT, AUDIT, AUXILIARY, FILTER
 _STRING_TAGS = frozenset(
-    {1, 14, 15, 29, 0x6FFFFEFA, 0x6FFFFEFB, 0x6FFFFEFC, 0x7FFFFFFD, 0x7FFFFFFF}
+    {_DT_NEEDED, _DT_SONAME, _DT_RPATH, _DT_RUNPATH}
+    | {0x6FFFFEFA, 0x6FFFFEFB, 0x6FFFFEFC, 0x7FFFFFFD, 0x7FFFFFFF}
 )
 
 # The bytes a caller may hand us: a whole file's mmap, or the first bytes of one.
@@ -311,24 +312,15 @@ class ElfFile:
     def _info(self) -> ElfInfo:
         data, path = self.data, self.path
         size = len(data)
-        loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
-        dynamic: tuple[int, int] | None = None
-        interpreter: str | None = None
-        for p_type, p_offset, p_vaddr, p_filesz in self._segments():
-            if p_type == _PT_LOAD:
-                loads.append((p_vaddr, p_offset, p_filesz))
-            elif p_type == _PT_DYNAMIC:
-                dynamic = (p_offset, p_filesz)
-            elif p_type == _PT_INTERP:
-                interpreter = _cstring(data, p_offset, p_offset + p_filesz)
-
+        loads, dynamic, interp = self._dynamic_segments()
+        interpreter = None if interp is None else _cstring(data, interp[0], interp[0] + interp[1])
         tags = [(tag, value) for _, tag, value in self._tags(dynamic)]
 
         def address(vaddr: int) -> int:
-            for start, off, filesz in loads:
-                if start <= vaddr < start + filesz:
-                    return vaddr - start + off
-            raise NotElfError(path, f"corrupt ELF (address {vaddr:#x} is in no loaded segment)")
+            offset = _file_offset(loads, vaddr)
+            if offset is None:
+                raise NotElfError(path, f"corrupt ELF (address {vaddr:#x} is in no loaded segment)")
+            return offset
 
         values = dict(tags)  # single-valued tags; the last wins, as in ld.so
         strings: tuple[int, int] | None = None
@@ -374,6 +366,22 @@ class ElfFile:
             nodeflib=bool(values.get(_DT_FLAGS_1, 0) & _DF_1_NODEFLIB),
         )
 
+    def _dynamic_segments(
+        self,
+    ) -> tuple[list[tuple[int, int, int]], tuple[int, int] | None, tuple[int, int] | None]:
+        """(vaddr, offset, filesz) of each PT_LOAD; (offset, filesz) of PT_DYNAMIC and of
+        PT_INTERP, or None."""
+        loads: list[tuple[int, int, int]] = []
+        dynamic = interp = None
+        for p_type, p_offset, p_vaddr, p_filesz in self._segments():
+            if p_type == _PT_LOAD:
+                loads.append((p_vaddr, p_offset, p_filesz))
+            elif p_type == _PT_DYNAMIC:
+                dynamic = (p_offset, p_filesz)
+            elif p_type == _PT_INTERP:
+                interp = (p_offset, p_filesz)
+        return loads, dynamic, interp
+
     def _tags(self, dynamic: tuple[int, int] | None) -> list[tuple[int, int, int]]:
         """(file offset, d_tag, d_val) of each dynamic entry before DT_NULL."""
         if dynamic is None:
@@ -402,24 +410,14 @@ class ElfFile:
 
     def _run_path_slot(self) -> RunPathSlot | None:
         data, end = self.data, self._end
-        loads: list[tuple[int, int, int]] = []
-        dynamic: tuple[int, int] | None = None
-        for p_type, p_offset, p_vaddr, p_filesz in self._segments():
-            if p_type == _PT_LOAD:
-                loads.append((p_vaddr, p_offset, p_filesz))
-            elif p_type == _PT_DYNAMIC:
-                dynamic = (p_offset, p_filesz)
+        loads, dynamic, _ = self._dynamic_segments()
         tags = self._tags(dynamic)
         paths = [(at, value) for at, tag, value in tags if tag in (_DT_RPATH, _DT_RUNPATH)]
         values = {tag: value for _, tag, value in tags}
         if len(paths) != 1 or _DT_STRTAB not in values:
             return None
         entry, start = paths[0]
-
-        def address(vaddr: int) -> int | None:
-            return next((vaddr - a + o for a, o, n in loads if a <= vaddr < a + n), None)
-
-        strtab = address(values[_DT_STRTAB])
+        strtab = _file_offset(loads, values[_DT_STRTAB])
         if strtab is None:
             return None
         strsz = values.get(_DT_STRSZ, len(data) - strtab)
@@ -439,12 +437,12 @@ class ElfFile:
             refs.extend(name for (name,) in names)
 
         if _DT_VERNEED in values:
-            at = address(values[_DT_VERNEED])
+            at = _file_offset(loads, values[_DT_VERNEED])
             if at is None:
                 return None
             refs.extend(self._verneed_names(at, values.get(_DT_VERNEEDNUM, 0)))
         if _DT_VERDEF in values:
-            at = address(values[_DT_VERDEF])
+            at = _file_offset(loads, values[_DT_VERDEF])
             if at is None:
                 return None
             refs.extend(self._verdef_names(at, values.get(_DT_VERDEFNUM, 0)))
@@ -551,6 +549,14 @@ class ElfFile:
             nul = data.find(b"\0", str_off + name, str_off + str_size)
             names.append(data[str_off + name : nul if nul >= 0 else str_off + str_size])
         return names
+
+
+def _file_offset(loads: list[tuple[int, int, int]], vaddr: int) -> int | None:
+    """Where address ``vaddr`` lies in the file, through the PT_LOAD segment holding it."""
+    for start, offset, filesz in loads:
+        if start <= vaddr < start + filesz:
+            return vaddr - start + offset
+    return None
 
 
 def _cstring(data: _Buffer, start: int, stop: int) -> str:
