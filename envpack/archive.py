@@ -580,7 +580,7 @@ def _draft(item: _Item) -> Record:
     """An item's record as far as it is known before it is read."""
     entry = item.entry
     if isinstance(entry.source, Link):
-        return Record(entry.arcname, 0o777, 0, None, entry.source.target, entry.group)
+        return record_of(entry)
     return item.record or Record(entry.arcname, entry.mode, item.size, _UNKNOWN, None, entry.group)
 
 
@@ -620,7 +620,7 @@ def _write_layer(
         entry = item.entry
         if isinstance(entry.source, Link):
             sink.write(headers.make(path, tarfile.SYMTYPE, 0o777, target=entry.source.target))
-            records.append(Record(path, 0o777, 0, None, entry.source.target, entry.group))
+            records.append(record_of(entry))
             continue
         sink.write(headers.make(path, tarfile.REGTYPE, entry.mode, item.size))
         if item.data is not None:
@@ -807,7 +807,7 @@ def _chunks(plan: _Plan) -> list[_Plan]:
     cost = 0
     for step in plan:
         src = step[0].source
-        cost += 1 if isinstance(src, Path | bytes | Link) else 64 if hasattr(src, "file") else 2
+        cost += 1 if isinstance(src, Path | bytes | Link) else 64 if _makes_file(src) else 2
         chunks[-1].append(step)
         if cost >= 256:
             chunks.append([])
@@ -815,9 +815,14 @@ def _chunks(plan: _Plan) -> list[_Plan]:
     return [c for c in chunks if c]
 
 
+def _makes_file(source: Source) -> bool:
+    """A source that makes its own file when read (an ELF edit: objcopy or lief)."""
+    return hasattr(source, "file")
+
+
 def _edits_elf(chunk: _Plan) -> bool:
-    """Whether preparing the chunk runs an ELF edit (a source that makes its own file)."""
-    return any(hasattr(entry.source, "file") for entry, _, _ in chunk)
+    """Whether preparing the chunk runs an ELF edit."""
+    return any(_makes_file(entry.source) for entry, _, _ in chunk)
 
 
 _SWITCH_INTERVAL = 0.0005  # seconds; see _LayerWriter.run
@@ -901,12 +906,11 @@ class _LayerWriter:
             target=self.feed, args=(groups, given, digests), name="envpack-layers", daemon=True
         )
         out: list[tuple[str, Piece]] = []
-        # arrived layers, in arrival order, with how many of their preparing tasks are left:
-        # told by the tasks' callbacks, never polled (polling every future of every layer
-        # cost the writer 0.7 s of a coffea build)
-        left: dict[int, int] = {}
+        # Layers whose preparing tasks are not all done: their arrival number and how many
+        # tasks are left, told by the tasks' callbacks, never polled (polling every future of
+        # every layer cost the writer 0.7 s of a coffea build).
+        waiting: dict[int, list[int]] = {}
         ready: list[tuple[int, _Todo]] = []  # a heap: the earliest arrived is written first
-        arrived: dict[int, int] = {}  # a layer waiting for its tasks: its arrival number
         numbers = itertools.count()
         ended = False
         # written, not yet stored: stored once compressed, never waited for while there is
@@ -922,7 +926,7 @@ class _LayerWriter:
         sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
         try:
             feeder.start()
-            while not (ended and not left and not ready):
+            while not (ended and not waiting and not ready):
                 if ready and self.arrivals.empty():
                     _, (group, plan, prepared) = heapq.heappop(ready)
                     done += len(plan)
@@ -950,16 +954,16 @@ class _LayerWriter:
                     todo: _Todo = payload  # type: ignore[assignment]
                     seen += len(todo[1])
                     if todo[2]:
-                        left[id(todo)] = len(todo[2])
-                        arrived[id(todo)] = next(numbers)
+                        waiting[id(todo)] = [next(numbers), len(todo[2])]
                     else:
                         heapq.heappush(ready, (next(numbers), todo))
                 else:  # "prepared": one of a layer's tasks is done
                     todo = payload  # type: ignore[assignment]
-                    left[id(todo)] -= 1
-                    if not left[id(todo)]:
-                        del left[id(todo)]
-                        heapq.heappush(ready, (arrived.pop(id(todo)), todo))
+                    state = waiting[id(todo)]
+                    state[1] -= 1
+                    if not state[1]:
+                        del waiting[id(todo)]
+                        heapq.heappush(ready, (state[0], todo))
             while written:
                 out.append(self.store(written.popleft()))
         finally:
@@ -991,11 +995,8 @@ def _cached_record(
     """An entry's record without reading it (links, bytes, the digest cache's hits), and its
     digest-cache key (taken now, before any read)."""
     src = entry.source
-    if isinstance(src, Link):
-        return Record(entry.arcname, 0o777, 0, None, src.target, entry.group), None
-    if isinstance(src, bytes):
-        sha = hashlib.sha256(src).hexdigest()
-        return Record(entry.arcname, entry.mode, len(src), sha, None, entry.group), None
+    if isinstance(src, Link | bytes):
+        return record_of(entry), None
     inputs = (src,) if isinstance(src, Path) else entry.inputs
     key = digests.key(inputs) if digests is not None and inputs else None
     hit = digests.get(key) if digests is not None and key is not None else None
