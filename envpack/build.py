@@ -283,7 +283,10 @@ def write_layered(
     with ExitStack() as stack:
         root = pieces_dir or _temp_pieces(stack)
         _, _, pieces = _compress(entries, records, root, compress, level, progress)
-        _write_final(final, records, pieces, spec_json, empty_dirs, glibc, compress, level)
+        manifest = _manifest(records)
+        _write_final(
+            final, manifest, records, pieces, spec_json, empty_dirs, glibc, compress, level
+        )
     return pieces
 
 
@@ -311,14 +314,17 @@ def write_one_pass(
         root = pieces_dir or _temp_pieces(stack)
         kept, records, pieces = _compress(entries, None, root, compress, level, progress, digests)
         _refuse_duplicates(kept)
-        env_hash = layout.manifest_hash(_manifest(records))
-        final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
-        _write_final(final, records, pieces, spec_json, empty_dirs, glibc, compress, level)
+        manifest = _manifest(records)
+        final = out / f"envpack-{layout.manifest_hash(manifest)}{archive.suffix(compress)}"
+        _write_final(
+            final, manifest, records, pieces, spec_json, empty_dirs, glibc, compress, level
+        )
     return final, kept, records, pieces
 
 
 def _write_final(
     final: Path,
+    manifest: bytes,
     records: list[Record],
     pieces: list[archive.Piece],
     spec_json: bytes,
@@ -327,8 +333,10 @@ def _write_final(
     compress: Compression,
     level: int | None,
 ) -> None:
-    """The head (index, summary, manifest, Spec), then the pieces and the trailer."""
-    manifest = _manifest(records)
+    """The head (index, summary, manifest, Spec), then the pieces and the trailer.
+
+    ``manifest``: the records' manifest, made once by the caller (which names the tarball
+    after it)."""
     env_hash = layout.manifest_hash(manifest)
     trailer = archive.trailer_piece(compress, level)
     index = layout.index_bytes(
