@@ -13,7 +13,7 @@ import functools
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,12 @@ class DistIndex:
                 # Resolve the location once, not each of the ~30k files of a coffea venv: a
                 # realpath per RECORD entry was most of a warm analysis.
                 base = resolve_path(installed.location)
+                prefix = os.path.join(base, "")
+                owner = self._owner
                 for rel in installed.files:
-                    self._owner.setdefault(os.path.normpath(os.path.join(base, rel)), installed)
+                    # (files are normalized already: only one that climbs out needs normpath)
+                    key = prefix + rel
+                    owner.setdefault(os.path.normpath(key) if ".." in rel else key, installed)
                 for root in installed.editable_roots:
                     self._editable.append((resolve_path(root) + os.sep, installed))
         cache.save()
@@ -144,13 +148,21 @@ class _DistCache:
             except TypeError:
                 pass  # written by another layout of InstalledDist: rescan
         found = [_read(raw) for raw in _discover(location)]
-        self.entries[location] = (stamp, [astuple(d) for d in found])
+        # (astuple would deep-copy every file name: its fields are already immutable)
+        self.entries[location] = (stamp, [_fields_of(d) for d in found])
         self.dirty = True
         return found
 
     def save(self) -> None:
         if self.dirty:
             _cachefile.save(self.file, self.entries)
+
+
+def _fields_of(dist: InstalledDist) -> tuple[Any, ...]:
+    return tuple(getattr(dist, name) for name in _FIELD_NAMES)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(InstalledDist))
 
 
 def _stamp(location: str) -> _Stamp | None:
