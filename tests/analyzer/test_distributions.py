@@ -39,6 +39,13 @@ def test_editable_install_owns_its_source_tree(fixture_venv: FixtureVenv) -> Non
     assert owner.editable_roots == (str(fixture_venv.editable_src),)
 
 
+def test_file_recorded_outside_site_packages_is_owned(fixture_venv: FixtureVenv) -> None:
+    # pip records the scripts it writes as ../../../bin/NAME, relative to site-packages
+    pip = _index(fixture_venv).owner(fixture_venv.root / "bin" / "pip")
+    assert pip is not None and pip.key == "pip"
+    assert any(f.startswith("..") and f.endswith("/bin/pip") for f in pip.files)
+
+
 def test_file_outside_every_distribution_has_no_owner(
     fixture_venv: FixtureVenv, tmp_path: Path
 ) -> None:
