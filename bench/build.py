@@ -276,8 +276,8 @@ def bench_workload(work: _env.Workload, python: Path, args: argparse.Namespace) 
         f"(best build {cold / unwritten:.2f}x it)"
     )
     # The floor two cores allow: with the compressor keeping every core busy, a build that
-    # spends r times its CPU cannot take less than r times its time. CPU time is far steadier
-    # than wall time on this VM (steal time is not charged to a process).
+    # spends r times its CPU cannot take less than r times its time. CPU time drifts on this
+    # VM too (the compressor's by up to 29% between pairs): the ratio is taken pair by pair.
     cpu_ratios = sorted(b / o for b, o in cpus)
     cores = len(os.sched_getaffinity(0))
     busy = [o / (t * cores) for (_, t), (_, o) in zip(pairs, cpus, strict=True)]
