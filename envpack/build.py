@@ -208,7 +208,8 @@ def assemble(
         entries, records = archive.digest(collection.entries, progress, cache)
         cache.save()
         collection.entries = entries
-        env_hash = layout.manifest_hash(_manifest(records))
+        manifest = _manifest(records)
+        env_hash = layout.manifest_hash(manifest)
         final = out / f"envpack-{env_hash}{archive.suffix(compress)}"
         if final.is_file():
             env = _environment(spec, final, env_hash, records, True, collection, runner)
@@ -224,6 +225,7 @@ def assemble(
             level=level,
             progress=progress,
             pieces_dir=pieces_dir,
+            manifest=manifest,
         )
     env = _environment(spec, final, env_hash, records, False, collection, runner)
     infos = tuple(LayerInfo(p.layer.name, p.layer.hash, p.size, p.reused) for p in pieces)
@@ -274,16 +276,19 @@ def write_layered(
     level: int | None = None,
     progress: Progress | None = None,
     pieces_dir: Path | None = None,
+    manifest: bytes | None = None,
 ) -> list[archive.Piece]:
     """Write the layered tarball of digested entries to ``final`` (atomically).
 
     The layers' compressed pieces come from (and go to) the piece cache in ``pieces_dir``;
-    None compresses every layer into a temp dir of this call.
+    None compresses every layer into a temp dir of this call. ``manifest``: the records'
+    manifest, when the caller made it already (to name ``final``).
     """
     with ExitStack() as stack:
         root = pieces_dir or _temp_pieces(stack)
         _, _, pieces = _compress(entries, records, root, compress, level, progress)
-        manifest = _manifest(records)
+        if manifest is None:
+            manifest = _manifest(records)
         _write_final(
             final, manifest, records, pieces, spec_json, empty_dirs, glibc, compress, level
         )
